@@ -1,0 +1,102 @@
+"""The zoo detector: timm backbone + neck inside torchvision's Faster R-CNN (RPN + RoI heads)."""
+
+from __future__ import annotations
+
+import warnings
+
+from torch import Tensor, nn
+from torchvision.models.detection import FasterRCNN
+
+from fpn_zoo.backbones import TimmBackbone
+from fpn_zoo.config import ModelConfig
+from fpn_zoo.heads import SoftRoISelection
+from fpn_zoo.images import check_model_input
+from fpn_zoo.necks import build_neck
+from fpn_zoo.necks.fusion import PyramidFeatures
+
+_DEFAULT_TRAINABLE_LAYERS = 3  # torchvision's default whenever pretrained weights are involved
+
+
+class BackboneWithNeck(nn.Module):
+    """Backbone body + neck with torchvision's backbone contract: ``out_channels`` and an ordered dict of levels."""
+
+    def __init__(self, body: TimmBackbone, neck: nn.Module) -> None:
+        super().__init__()
+        self.body = body
+        self.neck = neck
+        self.out_channels: int = neck.out_channels
+
+    def forward(self, x: Tensor) -> PyramidFeatures:
+        return self.neck(self.body(x))
+
+
+class ZooDetector(FasterRCNN):
+    """torchvision ``FasterRCNN`` built from a :class:`~fpn_zoo.config.ModelConfig`.
+
+    Behaves exactly like torchvision's detectors: in eval mode ``model(images)`` takes a list of ``(3, H, W)`` float
+    tensors in [0, 1] and returns one dict per image with ``boxes`` (x1, y1, x2, y2 in input pixels), ``scores`` and
+    ``labels`` (COCO category ids for COCO models); in train mode ``model(images, targets)`` returns a dict of
+    losses. Inputs are checked first, so a uint8 or HWC tensor fails with a message instead of garbage detections.
+
+    Attributes:
+        config: The architecture this model was built from (what ``config.json`` stores).
+    """
+
+    def __init__(self, config: ModelConfig, backbone: BackboneWithNeck) -> None:
+        super().__init__(
+            backbone,
+            num_classes=config.num_classes,
+            min_size=config.min_size,
+            max_size=config.max_size,
+            box_score_thresh=config.box_score_thresh,
+            box_nms_thresh=config.box_nms_thresh,
+            box_detections_per_img=config.box_detections_per_img,
+        )
+        if config.neck == "augfpn":
+            # torchvision's constructor only accepts MultiScaleRoIAlign here; the RoI heads call any pooler with the
+            # same signature, so Soft RoI Selection goes in afterwards.
+            self.roi_heads.box_roi_pool = SoftRoISelection(backbone.out_channels)
+        self.config = config
+
+    def forward(self, images: list[Tensor], targets: list[dict[str, Tensor]] | None = None):
+        check_model_input(images)
+        return super().forward(images, targets)
+
+
+def resolve_trainable_layers(config: ModelConfig, *, is_pretrained: bool) -> int:
+    """torchvision's ``_validate_trainable_layers``: 3 by default with pretrained weights, 5 (all) without."""
+    if is_pretrained:
+        tbl = config.trainable_backbone_layers
+        return _DEFAULT_TRAINABLE_LAYERS if tbl is None else tbl
+    if config.trainable_backbone_layers not in (None, 5):
+        warnings.warn(
+            f"trainable_backbone_layers={config.trainable_backbone_layers} has no effect without pretrained weights "
+            "(weights=, pretrained=True or pretrained_backbone=True); training every layer (5), as torchvision does.",
+            stacklevel=3,
+        )
+    return 5
+
+
+def build_detector(config: ModelConfig, *, loads_weights: bool = False) -> ZooDetector:
+    """Build the detector described by ``config``, randomly initialised (plus timm weights if requested).
+
+    Args:
+        config: Architecture.
+        loads_weights: Whole-model weights will be loaded afterwards. As in torchvision, any pretrained weights
+            (these, or ``config.pretrained_backbone``) mean frozen BatchNorm in the backbone and only the top
+            ``trainable_backbone_layers`` stages trainable; otherwise ordinary BatchNorm and everything trains.
+            timm's ImageNet weights are not fetched when whole-model weights follow.
+
+    Returns:
+        The model in training mode, on the current default device.
+    """
+    is_pretrained = loads_weights or config.pretrained_backbone
+    body = TimmBackbone(
+        config.backbone_spec,
+        pretrained=config.pretrained_backbone and not loads_weights,
+        frozen_bn=is_pretrained,
+        frozen_bn_eps=config.frozen_bn_eps,
+        trainable_layers=resolve_trainable_layers(config, is_pretrained=is_pretrained),
+    )
+    neck = build_neck(config, body.channels)
+    return ZooDetector(config, BackboneWithNeck(body, neck))

@@ -1,0 +1,160 @@
+"""``create_model``: the one builder behind the Python API, the hub entrypoints and the CLI."""
+
+from __future__ import annotations
+
+import os
+import warnings
+from typing import Any
+
+import torch
+from torch import nn
+from torchvision.models.detection.faster_rcnn import FastRCNNPredictor
+
+from fpn_zoo.config import ModelConfig
+from fpn_zoo.detector import ZooDetector, build_detector
+from fpn_zoo.registry import get_model_config
+from fpn_zoo.weights.checkpoint import LocalCheckpoint, read_checkpoint
+from fpn_zoo.weights.loading import PREDICTOR_PREFIX, assign_state_dict, check_state_dict
+
+
+class WeightsNotAvailableError(RuntimeError):
+    """``pretrained=True`` for a model without released weights; the message lists what is available."""
+
+
+def resolve_device(device: torch.device | str | None) -> torch.device:
+    """``None`` -> ``cuda`` when available, else ``cpu``; anything else is validated by torch.
+
+    Example:
+        >>> resolve_device("cpu")
+        device(type='cpu')
+    """
+    if device is None:
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        resolved = torch.device(device)
+    except (RuntimeError, TypeError) as err:
+        raise ValueError(f"Invalid device {device!r}: use 'cpu', 'cuda', 'cuda:N' or None (auto).") from err
+    if resolved.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"Device {device!r} requested but CUDA is not available here; use device='cpu' or None.")
+    return resolved
+
+
+def _checkpoint_num_classes(ckpt: LocalCheckpoint) -> int | None:
+    if ckpt.config is not None:
+        return ckpt.config.num_classes
+    shape = ckpt.tensor_shapes().get(PREDICTOR_PREFIX + "cls_score.weight")
+    return int(shape[0]) if shape else None
+
+
+def _base_config(name: str, ckpt: LocalCheckpoint | None) -> ModelConfig:
+    config = get_model_config(name)
+    if ckpt is None or ckpt.config is None:
+        return config
+    if ckpt.config.name != name:
+        raise ValueError(
+            f"Weights {ckpt.weights_path} were exported for {ckpt.config.name!r}, not {name!r}. "
+            f"Load them with create_model({ckpt.config.name!r}, weights=...)."
+        )
+    return ckpt.config
+
+
+def _materialize(model: nn.Module, device: torch.device) -> None:
+    """Give tensors the checkpoint does not hold (BatchNorm step counters) real storage; refuse anything else."""
+    leftovers = [n for n, t in [*model.named_parameters(), *model.named_buffers()] if t.is_meta]
+    unexpected = [n for n in leftovers if not n.endswith("num_batches_tracked")]
+    if unexpected:
+        raise RuntimeError(f"Internal error: tensors left uninitialised after loading: {unexpected[:5]}")
+    for name in leftovers:
+        owner_name, _, attr = name.rpartition(".")
+        owner = model.get_submodule(owner_name)
+        owner.register_buffer(attr, torch.zeros((), dtype=torch.long, device=device))
+
+
+def create_model(
+    name: str,
+    *,
+    weights: str | os.PathLike[str] | None = None,
+    pretrained: bool = False,
+    num_classes: int | None = None,
+    device: torch.device | str | None = None,
+    **overrides: Any,
+) -> ZooDetector:
+    """Build a zoo detector, optionally with weights, on the GPU when there is one.
+
+    Args:
+        name: Registered model name, e.g. ``"fpn_r50_coco"`` (see :func:`fpn_zoo.list_models`).
+        weights: A local ``.safetensors`` file or an exported folder (``model.safetensors`` + ``config.json``).
+            Loading is strict: a tensor that is missing, unexpected or of another shape is an error.
+        pretrained: Load the model's released COCO weights.
+        num_classes: Class slots including background. With weights of another class count, only the
+            class-specific predictor (``roi_heads.box_predictor.*``) is re-initialised and a warning names the
+            dropped tensors.
+        device: ``None`` picks CUDA when available, else CPU.
+        **overrides: Other :class:`~fpn_zoo.config.ModelConfig` fields, e.g. ``box_score_thresh=0.3``,
+            ``trainable_backbone_layers=5``, ``pretrained_backbone=True`` (timm ImageNet weights),
+            ``bifpn_repeats=4``, ``categories=[...]``.
+
+    Returns:
+        The detector in eval mode on ``device``; call ``.train()`` to fine-tune.
+
+    Raises:
+        KeyError: Unknown model name (the message suggests close names).
+        TypeError: Unknown override.
+        ValueError: Invalid values, or weights exported for another model.
+        WeightsMismatchError: Weights whose tensors do not fit.
+        WeightsNotAvailableError: ``pretrained=True`` where no weights are released.
+
+    Example:
+        >>> import fpn_zoo, torch
+        >>> model = fpn_zoo.create_model("fpn_r50_coco", device="cpu", min_size=256, max_size=256)
+        >>> out = model([torch.rand(3, 200, 300)])
+        >>> sorted(out[0])
+        ['boxes', 'labels', 'scores']
+    """
+    if weights is not None and pretrained:
+        raise ValueError("Pass either weights=PATH or pretrained=True, not both.")
+    if num_classes is not None and (
+        not isinstance(num_classes, int) or isinstance(num_classes, bool) or num_classes < 1
+    ):
+        raise ValueError(f"num_classes must be an integer >= 1 (background included), got {num_classes!r}.")
+    if pretrained:
+        from fpn_zoo.manifest import describe_unavailable
+
+        raise WeightsNotAvailableError(describe_unavailable(name))
+    target = resolve_device(device)
+    ckpt = read_checkpoint(weights) if weights is not None else None
+    config = _base_config(name, ckpt)
+    ckpt_classes = _checkpoint_num_classes(ckpt) if ckpt is not None else None
+    if num_classes is not None:
+        overrides["num_classes"] = num_classes
+    elif ckpt_classes is not None and ckpt_classes != config.num_classes:
+        overrides["num_classes"] = ckpt_classes
+    config = config.replace(**overrides)
+
+    if ckpt is None:
+        with target:
+            model = build_detector(config)
+        return model.eval()
+
+    drop = ckpt_classes is not None and ckpt_classes != config.num_classes
+    with torch.device("meta"):
+        model = build_detector(config, loads_weights=True)
+    report = check_state_dict(
+        {k: tuple(v.shape) for k, v in model.state_dict().items()},
+        ckpt.tensor_shapes(),
+        drop_predictor=drop,
+        source=str(ckpt.weights_path),
+        model_name=name,
+    )
+    assign_state_dict(model, ckpt.read_tensors(target), report)
+    if drop:
+        with target:
+            predictor = model.roi_heads.box_predictor
+            model.roi_heads.box_predictor = FastRCNNPredictor(predictor.cls_score.in_features, config.num_classes)
+        warnings.warn(
+            f"{name}: num_classes={config.num_classes} differs from the weights' {ckpt_classes}; re-initialised the "
+            f"class-specific predictor and dropped {', '.join(report.dropped)}.",
+            stacklevel=2,
+        )
+    _materialize(model, target)
+    return model.to(target).eval()

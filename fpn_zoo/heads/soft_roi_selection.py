@@ -1,0 +1,74 @@
+"""AugFPN's Soft RoI Selection: pool every RoI from all levels and fuse them with learned spatial attention."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import torch
+from torch import Tensor, nn
+from torchvision.ops import roi_align
+
+
+class SoftRoISelection(nn.Module):
+    """Drop-in replacement for torchvision's ``MultiScaleRoIAlign`` in the box head (AugFPN section 3.3).
+
+    Instead of assigning each RoI to one pyramid level by its size, every RoI is pooled from all levels; the pooled
+    maps are concatenated, a small network (1x1 conv -> ReLU -> 3x3 conv) predicts one spatial attention map per
+    level, and the output is ``sum_i sigmoid(att_i) * pooled_i`` (sigmoid per level, as in the reference
+    ``SoftRoIExtractor``, not a softmax). RoIAlign settings match the reference and torchvision's default pooler:
+    7x7 output, sampling ratio 2, unaligned. Scales are inferred from the feature and image sizes at every call.
+
+    Args:
+        channels: Channels of each pyramid level.
+        featmap_names: Pyramid levels to pool from (P2-P5 by default).
+        output_size: RoI output size.
+        sampling_ratio: RoIAlign sampling points per bin.
+
+    Example:
+        >>> from collections import OrderedDict
+        >>> pool = SoftRoISelection(8)
+        >>> feats = OrderedDict((str(i), torch.rand(1, 8, 64 // 2**i, 64 // 2**i)) for i in range(4))
+        >>> pool(feats, [torch.tensor([[0.0, 0.0, 100.0, 120.0]])], [(256, 256)]).shape
+        torch.Size([1, 8, 7, 7])
+    """
+
+    def __init__(
+        self,
+        channels: int,
+        featmap_names: Sequence[str] = ("0", "1", "2", "3"),
+        output_size: int = 7,
+        sampling_ratio: int = 2,
+    ) -> None:
+        super().__init__()
+        self.featmap_names = list(featmap_names)
+        self.output_size = (output_size, output_size)
+        self.sampling_ratio = sampling_ratio
+        n = len(self.featmap_names)
+        self.spatial_attention_conv = nn.Sequential(
+            nn.Conv2d(channels * n, channels, 1), nn.ReLU(), nn.Conv2d(channels, n, 3, padding=1)
+        )
+        for m in self.spatial_attention_conv:
+            if isinstance(m, nn.Conv2d):
+                nn.init.xavier_uniform_(m.weight)
+                nn.init.zeros_(m.bias)
+
+    def pool_all_levels(
+        self, features: Sequence[Tensor], boxes: list[Tensor], image_shapes: list[tuple[int, int]]
+    ) -> list[Tensor]:
+        """RoIAlign of every box on every level; one ``(num_boxes, C, 7, 7)`` tensor per level."""
+        image_h = max(s[0] for s in image_shapes)
+        pooled = []
+        for feature in features:
+            # torchvision's MultiScaleRoIAlign rule: the scale is the nearest power of two of feature / image size.
+            scale = 2.0 ** round(math.log2(feature.shape[-2] / image_h))
+            pooled.append(roi_align(feature, boxes, self.output_size, scale, self.sampling_ratio))
+        return pooled
+
+    def forward(self, x: dict[str, Tensor], boxes: list[Tensor], image_shapes: list[tuple[int, int]]) -> Tensor:
+        pooled = self.pool_all_levels([x[name] for name in self.featmap_names], boxes, image_shapes)
+        attention = torch.sigmoid(self.spatial_attention_conv(torch.cat(pooled, dim=1)))
+        out = attention[:, 0:1] * pooled[0]
+        for i in range(1, len(pooled)):
+            out = out + attention[:, i : i + 1] * pooled[i]
+        return out

@@ -1,0 +1,58 @@
+"""torch.hub entrypoints, one per registered model, generated from the registry."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from fpn_zoo.config import NECK_TITLES, ModelConfig
+from fpn_zoo.registry import get_model_config, list_models
+
+
+def _docstring(config: ModelConfig) -> str:
+    spec = config.backbone_spec
+    return f"""{config.name}: Faster R-CNN with a {NECK_TITLES[config.neck]} neck on timm {spec.timm_name}.
+
+    Label space: {config.dataset.upper()} ({config.num_classes} slots, label == COCO category id).
+    Weights: `fpn-zoo info {config.name}` shows what is available; without weights the model is randomly initialised.
+
+    Args:
+        weights: Local .safetensors file or exported folder.
+        pretrained: Load the released COCO weights.
+        num_classes: Class slots incl. background; another count re-initialises only the class predictor.
+        device: None = CUDA when available, else CPU.
+        **overrides: Other ModelConfig fields (e.g. box_score_thresh=0.3, pretrained_backbone=True).
+
+    Example:
+        >>> model = torch.hub.load(repo_dir, "{config.name}", source="local", device="cpu")
+    """
+
+
+def _make_entrypoint(name: str) -> Callable[..., Any]:
+    def entrypoint(
+        *,
+        weights: Any = None,
+        pretrained: bool = False,
+        num_classes: int | None = None,
+        device: Any = None,
+        **overrides: Any,
+    ) -> Any:
+        from fpn_zoo.factory import create_model  # deferred: keeps `torch.hub.list` free of model imports
+
+        return create_model(
+            name, weights=weights, pretrained=pretrained, num_classes=num_classes, device=device, **overrides
+        )
+
+    entrypoint.__name__ = entrypoint.__qualname__ = name
+    entrypoint.__doc__ = _docstring(get_model_config(name))
+    return entrypoint
+
+
+def entrypoints() -> dict[str, Callable[..., Any]]:
+    """One documented callable per registered model name, for ``hubconf.py``.
+
+    Example:
+        >>> "fpn_r50_coco" in entrypoints()
+        True
+    """
+    return {name: _make_entrypoint(name) for name in list_models()}

@@ -1,0 +1,34 @@
+"""The neck contract shared by FPN, PANet, BiFPN and AugFPN."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from torch import Tensor, nn
+
+from fpn_zoo.necks.fusion import PyramidFeatures
+
+
+class Neck(nn.Module):
+    """Maps backbone features C2-C5 (fine to coarse) to pyramid levels P2-P6 with one channel count.
+
+    Subclasses set up their layers in ``__init__`` and implement :meth:`forward`. ``out_channels`` is the attribute
+    torchvision's ``FasterRCNN`` reads from its backbone.
+    """
+
+    def __init__(self, in_channels: Sequence[int], out_channels: int) -> None:
+        super().__init__()
+        if len(in_channels) != 4 or any(c < 1 for c in in_channels):
+            raise ValueError(f"A neck takes 4 backbone levels (C2-C5) with positive channels, got {list(in_channels)}.")
+        if out_channels < 1:
+            raise ValueError(f"out_channels must be positive, got {out_channels}.")
+        self.in_channels = list(in_channels)
+        self.out_channels = out_channels
+
+    def _check_inputs(self, features: Sequence[Tensor]) -> None:
+        got = [f.shape[1] for f in features]
+        if got != self.in_channels:
+            raise ValueError(f"{type(self).__name__} was built for input channels {self.in_channels}, got {got}.")
+
+    def forward(self, features: list[Tensor]) -> PyramidFeatures:  # pragma: no cover - abstract
+        raise NotImplementedError

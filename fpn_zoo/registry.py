@@ -1,0 +1,76 @@
+"""The model registry: one :class:`~fpn_zoo.config.ModelConfig` per public model name.
+
+Every pair of backbone and neck is registered under ``{neck}_{backbone}_{dataset}``. Registering a name twice is an
+error (torchvision's rule, not timm's warning), so a typo can never silently replace a model.
+"""
+
+from __future__ import annotations
+
+import difflib
+import fnmatch
+import itertools
+from typing import get_args
+
+from fpn_zoo.config import BACKBONES, ModelConfig, NeckName
+
+_MODELS: dict[str, ModelConfig] = {}  # model name -> its default configuration, in registration order
+
+
+def register_model(config: ModelConfig) -> ModelConfig:
+    """Add ``config`` to the registry under ``config.name``.
+
+    Raises:
+        ValueError: If the name is already registered or does not follow ``{neck}_{backbone}_{dataset}``.
+    """
+    expected = f"{config.neck}_{config.backbone}_{config.dataset}"
+    if config.name != expected:
+        raise ValueError(f"Model name {config.name!r} must be {expected!r} ({{neck}}_{{backbone}}_{{dataset}}).")
+    if config.name in _MODELS:
+        raise ValueError(f"An entry is already registered under the name {config.name!r}.")
+    _MODELS[config.name] = config
+    return config
+
+
+def list_models(pattern: str | None = None) -> list[str]:
+    """Names of the registered models, optionally filtered by a shell-style pattern.
+
+    Args:
+        pattern: ``fnmatch`` pattern such as ``"bifpn_*"`` or ``"*_r50_*"``; ``None`` lists everything.
+
+    Returns:
+        Sorted model names.
+
+    Example:
+        >>> import fpn_zoo
+        >>> fpn_zoo.list_models("*_r50_*")
+        ['augfpn_r50_coco', 'bifpn_r50_coco', 'fpn_r50_coco', 'panet_r50_coco']
+    """
+    names = sorted(_MODELS)
+    if pattern is None:
+        return names
+    return [n for n in names if fnmatch.fnmatchcase(n, pattern)]
+
+
+def get_model_config(name: str) -> ModelConfig:
+    """The default configuration of a registered model.
+
+    Raises:
+        KeyError: For an unknown name; the message lists the closest registered names.
+
+    Example:
+        >>> get_model_config("fpn_r50_coco").backbone_spec.timm_name
+        'resnet50'
+    """
+    if not isinstance(name, str) or name not in _MODELS:
+        close = difflib.get_close_matches(str(name), list(_MODELS), n=3, cutoff=0.5)
+        hint = f" Did you mean: {', '.join(close)}?" if close else ""
+        raise KeyError(f"Unknown model {name!r}.{hint} See fpn_zoo.list_models() for all {len(_MODELS)} models.")
+    return _MODELS[name]
+
+
+def _register_zoo() -> None:
+    for neck, backbone in itertools.product(get_args(NeckName), BACKBONES):
+        register_model(ModelConfig(name=f"{neck}_{backbone}_coco", backbone=backbone, neck=neck))
+
+
+_register_zoo()

@@ -1,0 +1,15 @@
+"""torch.hub entrypoints of fpn_zoo: one per registered model.
+
+    >>> import torch
+    >>> torch.hub.list("OWNER/fpn-zoo")
+    >>> model = torch.hub.load("OWNER/fpn-zoo", "fpn_r50_coco", device="cpu")
+
+Importing this file does no network access and builds nothing: entrypoints defer all work to
+``fpn_zoo.create_model``.
+"""
+
+dependencies = ["torch", "torchvision", "timm", "safetensors", "huggingface_hub", "PIL"]
+
+from fpn_zoo import hub_entrypoints as _hub_entrypoints  # noqa: E402 - torch.hub reads `dependencies` first
+
+globals().update(_hub_entrypoints())
