@@ -44,9 +44,9 @@ def load_image(path: str | os.PathLike[str]) -> torch.Tensor:
     (``LA``, ``RGBA``, palette transparency) is dropped without compositing, as ``torchvision.io.read_image(path,
     ImageReadMode.RGB)`` does. 16-bit greyscale keeps its precision (divided by 65535); ``I`` images are read as 16-bit
     data and refused outside ``[0, 65535]``. Float (``F``) images must already lie in ``[0, 1]``. Pillow itself
-    decodes 16-bit-per-channel colour PNGs to 8 bits; for full precision decode them with
-    ``torchvision.io.read_image(path, ImageReadMode.UNCHANGED)`` and pass the uint16 tensor to :func:`to_model_input`.
-    Only the first frame of animated or multi-page files is read.
+    decodes 16-bit-per-channel colour PNGs to 8 bits; for full precision decode them with a library that keeps 16
+    bits (e.g. imageio, or OpenCV's ``IMREAD_UNCHANGED`` then BGR to RGB) and pass the uint16 array to
+    :func:`to_model_input`. Only the first frame of animated or multi-page files is read.
 
     Args:
         path: Path of the image file.
@@ -207,8 +207,8 @@ def check_model_input(images: list[torch.Tensor]) -> None:
             elif shape[0] == 4:
                 hint = "has 4 channels (RGBA?); drop alpha with image[:3]"
             else:
-                hint = "has an unsupported channel count"
-            raise ImageError(f"image {i} has shape {shape}, which {hint}; the model expects (3, H, W).")
+                hint = f"has {shape[0]} channels where 3 (RGB) are needed"
+            raise ImageError(f"image {i} has shape {shape}, but the model expects (3, H, W): it {hint}.")
         if shape[1] < 1 or shape[2] < 1:
             raise ImageError(f"image {i} has shape {shape}; height and width must both be at least 1.")
         if not img.is_floating_point():
@@ -274,19 +274,20 @@ def _pil_to_tensor(img: Image.Image, what: str) -> torch.Tensor:
 
 
 def _array_to_tensor(arr: np.ndarray, what: str) -> torch.Tensor:
+    shape = arr.shape
     if arr.ndim == 4:
-        raise ImageError(f"The {what} has 4 dimensions {arr.shape}, a batch; {_BATCH_HINT}.")
+        raise ImageError(f"The {what} has 4 dimensions {shape}, a batch; {_BATCH_HINT}.")
     if arr.ndim == 2:
         arr = arr[:, :, None]
     elif arr.ndim != 3 or arr.shape[2] not in (1, 3, 4):
         hint = "; it looks like CHW, use arr.transpose(1, 2, 0)" if arr.ndim == 3 and arr.shape[0] in (1, 3, 4) else ""
-        raise ImageError(f"The {what} has shape {arr.shape}; valid layouts are {_ARRAY_LAYOUTS}{hint}.")
+        raise ImageError(f"The {what} has shape {shape}; valid layouts are {_ARRAY_LAYOUTS}{hint}.")
     if arr.shape[0] < 1 or arr.shape[1] < 1:
-        raise ImageError(f"The {what} has shape {arr.shape}; height and width must both be at least 1.")
+        raise ImageError(f"The {what} has shape {shape}; height and width must both be at least 1.")
     arr = arr[:, :, :3]
     if arr.dtype == np.uint8:
         out = arr.astype(np.float32) / np.float32(255)
-    elif arr.dtype == np.uint16:  # Any byte order; scaled directly so 16-bit precision survives.
+    elif arr.dtype.kind == "u" and arr.dtype.itemsize == 2:  # Any byte order; scaled so 16-bit precision survives.
         out = arr.astype(np.float32) / np.float32(65535)
     elif arr.dtype == np.bool_:
         out = arr.astype(np.float32)

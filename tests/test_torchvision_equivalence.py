@@ -1,0 +1,123 @@
+"""fpn_r50_coco and torchvision's fasterrcnn_resnet50_fpn are the same detector, to 1e-4 on CPU in float32."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torchvision.models import resnet50
+from torchvision.models.detection import FasterRCNN
+from torchvision.models.detection.backbone_utils import _resnet_fpn_extractor
+from torchvision.models.detection.faster_rcnn import fasterrcnn_resnet50_fpn
+from torchvision.ops.misc import FrozenBatchNorm2d
+
+import fpn_zoo
+from fpn_zoo.weights.checkpoint import read_checkpoint
+from fpn_zoo.weights.convert import convert_torchvision_checkpoint, torchvision_to_zoo_keys
+from fpn_zoo.weights.loading import WeightsMismatchError
+
+
+def torchvision_coco_v1_model() -> FasterRCNN:
+    """fasterrcnn_resnet50_fpn as its builder makes it for COCO_V1 weights, without downloading them.
+
+    Builder logic (torchvision 0.29 faster_rcnn.py): FrozenBatchNorm2d backbone, trainable_backbone_layers=3,
+    num_classes=91, then overwrite_eps(model, 0.0).
+    """
+    backbone = resnet50(weights=None, norm_layer=FrozenBatchNorm2d)
+    model = FasterRCNN(_resnet_fpn_extractor(backbone, 3), num_classes=91)
+    for m in model.modules():
+        if isinstance(m, FrozenBatchNorm2d):
+            m.eps = 0.0
+    return model
+
+
+@torch.no_grad()
+def randomise(model: torch.nn.Module, seed: int) -> None:
+    """Random weights *and* random BatchNorm statistics, scaled so activations stay finite through 50 layers."""
+    g = torch.Generator().manual_seed(seed)
+    for name, t in model.state_dict().items():
+        if not t.is_floating_point():
+            continue
+        if name.endswith("running_var"):
+            t.copy_(torch.rand(t.shape, generator=g) * 1.5 + 0.5)
+        elif name.endswith("running_mean") or name.endswith(".bias"):
+            t.copy_(torch.randn(t.shape, generator=g) * 0.1)
+        elif t.dim() == 1:  # BatchNorm scale
+            t.copy_(torch.rand(t.shape, generator=g) * 0.5 + 0.5)
+        else:
+            fan_in = t[0].numel()
+            t.copy_(torch.randn(t.shape, generator=g) * (1.0 / fan_in) ** 0.5)
+    # Peaky class logits so that detections pass the 0.05 score threshold.
+    model.roi_heads.box_predictor.cls_score.weight.mul_(40.0)
+
+
+@pytest.fixture(scope="module")
+def converted(tmp_path_factory):
+    tv = torchvision_coco_v1_model()
+    randomise(tv, seed=0)
+    tv.eval()
+    src = tmp_path_factory.mktemp("tv") / "fasterrcnn_resnet50_fpn_random.pth"
+    torch.save(tv.state_dict(), src)
+    out = convert_torchvision_checkpoint(src, tmp_path_factory.mktemp("zoo") / "fpn_r50_coco")
+    return tv, src, out
+
+
+def test_converted_weights_give_torchvision_detections(converted):
+    tv, _, out = converted
+    zoo = fpn_zoo.create_model("fpn_r50_coco", weights=out, device="cpu")
+    g = torch.Generator().manual_seed(1)
+    images = [torch.rand(3, 240, 320, generator=g), torch.rand(3, 301, 217, generator=g)]
+    with torch.no_grad():
+        expected = tv(images)
+        got = zoo(images)
+    assert sum(len(e["boxes"]) for e in expected) > 20, "test needs real detections to compare"
+    for e, o in zip(expected, got, strict=True):
+        assert torch.equal(e["labels"], o["labels"])
+        torch.testing.assert_close(o["boxes"], e["boxes"], atol=1e-4, rtol=0)
+        torch.testing.assert_close(o["scores"], e["scores"], atol=1e-4, rtol=0)
+
+
+def test_converted_checkpoint_records_eps_and_provenance(converted):
+    _, src, out = converted
+    ckpt = read_checkpoint(out)
+    assert ckpt.config.name == "fpn_r50_coco"
+    assert ckpt.config.frozen_bn_eps == 0.0
+    assert ckpt.extra["source"]["file"] == src.name
+    assert len(ckpt.extra["source"]["sha256"]) == 64
+
+
+def test_param_count_matches_torchvision_meta():
+    """torchvision's COCO_V1 meta says 41,755,286 parameters (FrozenBN affine terms are buffers)."""
+    with torch.device("meta"):
+        from fpn_zoo.detector import build_detector
+
+        model = build_detector(fpn_zoo.get_model_config("fpn_r50_coco"), loads_weights=True)
+    assert sum(p.numel() for p in model.parameters()) == 41_755_286
+    assert sum(p.numel() for p in fasterrcnn_resnet50_fpn(weights=None, weights_backbone=None).parameters()) == sum(
+        p.numel() for p in fpn_zoo.create_model("fpn_r50_coco", device="cpu").parameters()
+    )
+
+
+def test_legacy_torchvision_key_layout_is_mapped():
+    legacy = {
+        "backbone.fpn.inner_blocks.2.weight": torch.zeros(1),
+        "backbone.fpn.layer_blocks.3.bias": torch.zeros(1),
+        "rpn.head.conv.weight": torch.zeros(1),
+        "backbone.body.layer1.0.bn1.num_batches_tracked": torch.zeros(()),
+    }
+    assert sorted(torchvision_to_zoo_keys(legacy)) == [
+        "backbone.neck.fpn_convs.3.bias",
+        "backbone.neck.lateral_convs.2.weight",
+        "rpn.head.conv.0.0.weight",
+    ]
+
+
+def test_other_architecture_is_refused_with_tensor_names(tmp_path):
+    state = torchvision_coco_v1_model().state_dict()
+    state["backbone.fpn.extra.weight"] = torch.zeros(3)
+    del state["rpn.head.cls_logits.bias"]
+    src = tmp_path / "other.pth"
+    torch.save(state, src)
+    with pytest.raises(WeightsMismatchError, match=r"rpn\.head\.cls_logits\.bias.*backbone\.neck\.extra\.weight|"
+                       r"missing \(rpn\.head\.cls_logits\.bias\)"):
+        convert_torchvision_checkpoint(src, tmp_path / "out")
+    assert not (tmp_path / "out").exists()
