@@ -45,8 +45,16 @@ def test_hub_help_documents_every_entrypoint(hub_cache, name):
 
 
 def test_hub_load_passes_arguments_through():
-    model = torch.hub.load(str(REPO), "bifpn_r50_coco", source="local", device="cpu", num_classes=5,
-                           bifpn_repeats=2, min_size=64, max_size=96)
+    model = torch.hub.load(
+        str(REPO),
+        "bifpn_r50_coco",
+        source="local",
+        device="cpu",
+        num_classes=5,
+        bifpn_repeats=2,
+        min_size=64,
+        max_size=96,
+    )
     assert isinstance(model, fpn_zoo.ZooDetector)
     assert model.config.num_classes == 5 and model.config.bifpn_repeats == 2
     assert len(model.backbone.neck.cell) == 2

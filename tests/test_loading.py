@@ -167,8 +167,11 @@ def test_unknown_and_identity_overrides_are_refused():
 def test_pretrained_without_released_weights_explains_the_options():
     with pytest.raises(WeightsNotAvailableError, match=r"fasterrcnn_resnet50_fpn_coco-258fb6c6\.pth.*fpn-zoo convert"):
         fpn_zoo.create_model("fpn_r50_coco", pretrained=True)
-    with pytest.raises(WeightsNotAvailableError, match=r"No published pretrained weights for 'bifpn_r50_coco'.*"
-                       r"pretrained_backbone=True"):
+    with pytest.raises(
+        WeightsNotAvailableError,
+        match=r"No published pretrained weights for 'bifpn_r50_coco'.*"
+        r"pretrained_backbone=True",
+    ):
         fpn_zoo.create_model("bifpn_r50_coco", pretrained=True)
     with pytest.raises(ValueError, match="either weights=PATH or pretrained=True"):
         fpn_zoo.create_model("fpn_r50_coco", pretrained=True, weights="x")

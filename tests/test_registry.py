@@ -24,14 +24,21 @@ def test_twenty_models_named_neck_backbone_dataset():
 
 def test_pattern_filter():
     assert fpn_zoo.list_models("bifpn_*") == [n for n in fpn_zoo.list_models() if n.startswith("bifpn_")]
-    assert fpn_zoo.list_models("*_r101_*") == ["augfpn_r101_coco", "bifpn_r101_coco", "fpn_r101_coco",
-                                               "panet_r101_coco"]
+    assert fpn_zoo.list_models("*_r101_*") == [
+        "augfpn_r101_coco",
+        "bifpn_r101_coco",
+        "fpn_r101_coco",
+        "panet_r101_coco",
+    ]
     assert fpn_zoo.list_models("nothing*") == []
 
 
 def test_backbone_table_maps_to_timm():
     assert {k: v.timm_name for k, v in BACKBONES.items()} == {
-        "r50": "resnet50", "r101": "resnet101", "convnext_t": "convnext_tiny", "convnext_s": "convnext_small",
+        "r50": "resnet50",
+        "r101": "resnet101",
+        "convnext_t": "convnext_tiny",
+        "convnext_s": "convnext_small",
         "convnext_b": "convnext_base",
     }
 

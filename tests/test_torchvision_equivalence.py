@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import pickle
+
 import pytest
 import torch
 from torchvision.models import resnet50
@@ -11,7 +14,7 @@ from torchvision.models.detection.faster_rcnn import fasterrcnn_resnet50_fpn
 from torchvision.ops.misc import FrozenBatchNorm2d
 
 import fpn_zoo
-from fpn_zoo.weights.checkpoint import read_checkpoint
+from fpn_zoo.weights.checkpoint import CheckpointError, read_checkpoint
 from fpn_zoo.weights.convert import convert_torchvision_checkpoint, torchvision_to_zoo_keys
 from fpn_zoo.weights.loading import WeightsMismatchError
 
@@ -117,7 +120,40 @@ def test_other_architecture_is_refused_with_tensor_names(tmp_path):
     del state["rpn.head.cls_logits.bias"]
     src = tmp_path / "other.pth"
     torch.save(state, src)
-    with pytest.raises(WeightsMismatchError, match=r"rpn\.head\.cls_logits\.bias.*backbone\.neck\.extra\.weight|"
-                       r"missing \(rpn\.head\.cls_logits\.bias\)"):
+    with pytest.raises(
+        WeightsMismatchError,
+        match=r"rpn\.head\.cls_logits\.bias.*backbone\.neck\.extra\.weight|"
+        r"missing \(rpn\.head\.cls_logits\.bias\)",
+    ):
         convert_torchvision_checkpoint(src, tmp_path / "out")
     assert not (tmp_path / "out").exists()
+
+
+def test_flop_count_reproduces_torchvision_meta():
+    """torchvision's `_ops` for COCO_V1 is 134.38 G multiply-adds at 800x800; we count 2 FLOPs per multiply-add."""
+    from fpn_zoo.inspect_model import count_flops
+
+    count = count_flops(fpn_zoo.get_model_config("fpn_r50_coco"), 800, 800)
+    assert count.proposals == 1000
+    assert count.gflops / 2 == pytest.approx(134.38, abs=0.005)
+
+
+@pytest.mark.parametrize(
+    ("payload", "message"),
+    [
+        (b"hello\n", r"is not a readable PyTorch checkpoint"),
+        (pickle.dumps({"weight": os.system}), r"Refused to load .*could run code"),
+    ],
+)
+def test_unsafe_or_garbage_pth_is_refused(tmp_path, payload, message):
+    src = tmp_path / "bad.pth"
+    src.write_bytes(payload)
+    with pytest.raises(CheckpointError, match=message):
+        convert_torchvision_checkpoint(src, tmp_path / "out")
+
+
+def test_non_tensor_state_dict_is_refused(tmp_path):
+    src = tmp_path / "counter.pth"
+    torch.save({"x": 3}, src)
+    with pytest.raises(CheckpointError, match="does not hold a state dict"):
+        convert_torchvision_checkpoint(src, tmp_path / "out")

@@ -75,12 +75,15 @@ def read_torch_state_dict(path: str | os.PathLike[str]) -> dict[str, torch.Tenso
     try:
         obj = torch.load(p, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as err:
-        raise CheckpointError(
-            f"Refused to load {p}: it contains pickled objects other than tensors, and loading them could run code. "
-            f"Save a plain state_dict (torch.save(model.state_dict(), ...)). Detail: {str(err).splitlines()[0]}"
-        ) from err
-    except (RuntimeError, OSError, EOFError) as err:
-        raise CheckpointError(f"Cannot read {p} as a PyTorch checkpoint: {err}") from err
+        first_line = str(err).splitlines()[0] if str(err) else type(err).__name__
+        if "Weights only load failed" in str(err):
+            raise CheckpointError(
+                f"Refused to load {p}: it contains pickled objects other than tensors, and loading them could run "
+                f"code. Save a plain state_dict (torch.save(model.state_dict(), ...)). Detail: {first_line}"
+            ) from err
+        raise CheckpointError(f"{p} is not a PyTorch checkpoint ({first_line}).") from err
+    except Exception as err:  # torch.load raises KeyError, ValueError, RuntimeError... on non-checkpoint bytes
+        raise CheckpointError(f"{p} is not a readable PyTorch checkpoint ({type(err).__name__}: {err}).") from err
     if isinstance(obj, dict) and isinstance(obj.get("model"), dict):
         obj = obj["model"]
     if not isinstance(obj, dict) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
@@ -134,6 +137,9 @@ def convert_torchvision_checkpoint(
         source=str(src),
         model_name=model,
     )
-    source = {"converted_from": "torchvision fasterrcnn_resnet50_fpn", "file": Path(src).name,
-              "sha256": sha256_file(src)}
+    source = {
+        "converted_from": "torchvision fasterrcnn_resnet50_fpn",
+        "file": Path(src).name,
+        "sha256": sha256_file(src),
+    }
     return save_checkpoint(state, config, out_dir, extra={"source": source})

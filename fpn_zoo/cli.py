@@ -1,0 +1,323 @@
+"""The ``fpn-zoo`` command line: ``list``, ``info``, ``predict`` and ``convert``.
+
+Example:
+    .. code-block:: console
+
+        $ fpn-zoo list 'bifpn_*'
+        $ fpn-zoo info fpn_r50_coco --input-size 800x1216
+        $ fpn-zoo convert --from torchvision fasterrcnn_resnet50_fpn_coco-258fb6c6.pth --model fpn_r50_coco --out w/
+        $ fpn-zoo predict photo.jpg --model fpn_r50_coco --weights w/ --score-thr 0.5
+
+Expected failures (unknown model, bad file, bad option value) print one line ``fpn-zoo: error: ...`` on stderr and
+exit with status 2. Heavy modules (torch, timm) are imported by the commands, so ``fpn-zoo --help`` stays instant.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import re
+import shlex
+import sys
+from pathlib import Path
+from typing import Any, NoReturn
+
+from fpn_zoo.registry import get_model_config, list_models
+
+__all__ = ["main"]
+
+PROG = "fpn-zoo"
+_SIZE = re.compile(r"^\s*(\d+)\s*[xX]\s*(\d+)\s*$")
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with the CLI's one-line error format (argparse's own prints the whole usage first)."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{PROG}: error: {message} (see '{self.prog} --help')\n")
+
+
+def _input_size(text: str) -> tuple[int, int]:
+    from fpn_zoo.inspect_model import MAX_FLOPS_SIDE
+
+    match = _SIZE.match(text)
+    if match is None:
+        raise argparse.ArgumentTypeError(f"{text!r} is not HxW; give height x width in pixels, e.g. 800x800")
+    height, width = int(match[1]), int(match[2])
+    if not (1 <= height <= MAX_FLOPS_SIDE and 1 <= width <= MAX_FLOPS_SIDE):
+        raise argparse.ArgumentTypeError(
+            f"{text!r}: height and width must be integers from 1 to {MAX_FLOPS_SIDE}, e.g. 800x800"
+        )
+    return height, width
+
+
+def _score_threshold(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number; give a score in [0, 1], e.g. 0.5") from None
+    if not 0.0 <= value <= 1.0:  # written so that NaN fails too
+        raise argparse.ArgumentTypeError(f"{text!r} is outside [0, 1]; give a score in [0, 1], e.g. 0.5")
+    return value
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} must be a positive integer")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The ``fpn-zoo`` argument parser with its four subcommands.
+
+    Example:
+        >>> build_parser().parse_args(["info", "fpn_r50_coco", "--input-size", "64x96"]).input_size
+        (64, 96)
+    """
+    parser = _Parser(prog=PROG, description="Faster R-CNN detectors with FPN, PANet, BiFPN and AugFPN necks.")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="{list,info,predict,convert}")
+
+    p = sub.add_parser("list", help="list the models with backbone, neck and parameter count")
+    p.add_argument("pattern", nargs="?", help="shell-style filter such as 'bifpn_*'; a plain word matches anywhere")
+    p.add_argument("--json", action="store_true", help="print a JSON list instead of a table")
+    p.set_defaults(handler=_cmd_list)
+
+    p = sub.add_parser("info", help="architecture, parameters, GFLOPs, label space and weights of one model")
+    p.add_argument("name", help="model name, e.g. fpn_r50_coco")
+    p.add_argument("--json", action="store_true", help="print JSON instead of text")
+    p.add_argument(
+        "--input-size", type=_input_size, default=(800, 800), metavar="HxW",
+        help="image size at which FLOPs are counted (default: 800x800)",
+    )  # fmt: skip
+    p.add_argument("--no-flops", action="store_true", help="skip the FLOP count (one CPU forward pass)")
+    p.set_defaults(handler=_cmd_info)
+
+    p = sub.add_parser("predict", help="detect objects in images; writes <stem>.png and <stem>.json per image")
+    p.add_argument("images", nargs="*", type=Path, help="image files (default: the packaged sample image)")
+    p.add_argument("--model", required=True, help="model name, e.g. fpn_r50_coco")
+    p.add_argument("--weights", type=Path, help="exported folder or .safetensors file (default: random init)")
+    p.add_argument("--out", type=Path, default=Path("predictions"), help="output folder (default: ./predictions)")
+    p.add_argument("--device", help="cpu, cuda, cuda:N or mps (default: cuda when available, else cpu)")
+    p.add_argument(
+        "--score-thr", type=_score_threshold, default=0.5, metavar="T",
+        help="keep detections with score >= T, in [0, 1] (default: 0.5)",
+    )  # fmt: skip
+    p.add_argument("--min-size", type=_positive_int, help="resize bound: shorter image side (default: the model's)")
+    p.add_argument("--max-size", type=_positive_int, help="resize bound: longest image side (default: the model's)")
+    p.set_defaults(handler=_cmd_predict)
+
+    p = sub.add_parser("convert", help="convert an upstream checkpoint into an fpn_zoo weights folder")
+    p.add_argument("--from", dest="source_format", required=True, choices=["torchvision"], help="checkpoint origin")
+    p.add_argument("src", type=Path, help="upstream checkpoint, e.g. fasterrcnn_resnet50_fpn_coco-258fb6c6.pth")
+    p.add_argument("--model", default="fpn_r50_coco", help="target model (default: fpn_r50_coco)")
+    p.add_argument("--out", type=Path, required=True, help="folder receiving model.safetensors and config.json")
+    p.set_defaults(handler=_cmd_convert)
+    return parser
+
+
+def _cmd_list(args: argparse.Namespace) -> int:
+    from fpn_zoo.inspect_model import count_parameters
+
+    pattern = args.pattern
+    if pattern is not None and not any(c in pattern for c in "*?["):
+        pattern = f"*{pattern}*"
+    rows = []
+    for name in list_models(pattern):
+        config = get_model_config(name)
+        rows.append({
+            "name": name,
+            "backbone": config.backbone,
+            "timm_backbone": config.backbone_spec.timm_name,
+            "neck": config.neck,
+            "num_params": count_parameters(config),
+        })  # fmt: skip
+    if args.json:
+        print(json.dumps(rows, indent=2))
+        return 0
+    if not rows:
+        print(f"No model matches {args.pattern!r}; `{PROG} list` shows all {len(list_models())}.")
+        return 0
+    table = [("name", "backbone", "neck", "params (M)")]
+    table += [
+        (r["name"], f"{r['backbone']} ({r['timm_backbone']})", r["neck"], f"{r['num_params'] / 1e6:.2f}") for r in rows
+    ]
+    widths = [max(len(row[i]) for row in table) for i in range(4)]
+    for row in table:
+        print(f"{row[0]:<{widths[0]}}  {row[1]:<{widths[1]}}  {row[2]:<{widths[2]}}  {row[3]:>{widths[3]}}")
+    plural = "s" if len(rows) != 1 else ""
+    print(f"{len(rows)} model{plural}; params with frozen BatchNorm, as torchvision counts them. `{PROG} info NAME`")
+    return 0
+
+
+def _cmd_info(args: argparse.Namespace) -> int:
+    config = get_model_config(args.name)  # an unknown name fails before torch is imported
+    from fpn_zoo.inspect_model import format_report, model_report
+
+    data = model_report(config, input_size=None if args.no_flops else args.input_size)
+    print(json.dumps(data, indent=2) if args.json else format_report(data))
+    return 0
+
+
+def _resolve_device(text: str | None) -> Any:
+    import torch
+
+    from fpn_zoo.factory import resolve_device
+
+    device = resolve_device(text)
+    # resolve_device accepts any device torch can name; refuse here the ones that would fail mid-run with a trace.
+    if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():
+        raise ValueError(f"Device {text!r}: only {torch.cuda.device_count()} CUDA device(s) here (cuda:0 ...).")
+    if device.type == "mps" and not torch.backends.mps.is_available():
+        raise ValueError(f"Device {text!r} requested but MPS is not available here; use --device cpu.")
+    if device.type not in ("cpu", "cuda", "mps"):
+        raise ValueError(f"Device {text!r} cannot run the model; use cpu, cuda, cuda:N or mps.")
+    return device
+
+
+def _unique_stems(paths: list[Path]) -> list[str]:
+    taken: set[str] = set()
+    stems = []
+    for path in paths:
+        stem, n = path.stem, 1
+        candidate = stem
+        # Compared lower-cased: on case-insensitive file systems (macOS, Windows) A.png and a.png are one file.
+        while candidate.lower() in taken:
+            candidate, n = f"{stem}_{n}", n + 1
+        taken.add(candidate.lower())
+        stems.append(candidate)
+    return stems
+
+
+def _cmd_predict(args: argparse.Namespace) -> int:
+    get_model_config(args.model)  # an unknown name fails before any file is touched or torch imported
+    import torch
+
+    from fpn_zoo.drawing import draw_detections, save_png
+    from fpn_zoo.factory import create_model
+    from fpn_zoo.images import ImageError, load_image, sample_image_path
+    from fpn_zoo.manifest import weights_status
+
+    device = _resolve_device(args.device)
+    paths: list[Path] = list(args.images)
+    if not paths:
+        paths = [sample_image_path()]
+        print(f"No image given: running on the packaged sample image {paths[0]}.")
+    for path in paths:  # fail before the model is built, not after half the images
+        if not path.exists():
+            raise ImageError(f"No such image file: '{path}'.")
+    if args.out.exists() and not args.out.is_dir():
+        raise ValueError(f"--out {str(args.out)!r} exists and is not a folder.")
+    if args.weights is None:
+        print(
+            f"{PROG}: warning: no --weights given, so {args.model} is RANDOMLY INITIALISED and its detections are "
+            f"meaningless. Weights for it: {weights_status(args.model)}.",
+            file=sys.stderr,
+        )
+    overrides: dict[str, Any] = {"box_score_thresh": args.score_thr}
+    for key in ("min_size", "max_size"):
+        if getattr(args, key) is not None:
+            overrides[key] = getattr(args, key)
+    model = create_model(args.model, weights=args.weights, device=device, **overrides)
+    categories = model.config.categories
+    args.out.mkdir(parents=True, exist_ok=True)
+    for path, stem in zip(paths, _unique_stems(paths), strict=True):
+        image = load_image(path)
+        with torch.inference_mode():
+            det = model([image.to(device)])[0]
+        boxes, scores, labels = det["boxes"].cpu(), det["scores"].cpu().tolist(), det["labels"].cpu().tolist()
+        names = [categories[i] if 0 <= i < len(categories) else f"class_{i}" for i in labels]
+        detections = [
+            {"box": [round(v, 2) for v in box], "score": round(score, 4), "label": label, "label_name": name}
+            for box, score, label, name in zip(boxes.tolist(), scores, labels, names, strict=True)
+        ]
+        png, record_path = args.out / f"{stem}.png", args.out / f"{stem}.json"
+        captions = [f"{n} {s:.2f}" for n, s in zip(names, scores, strict=True)]
+        save_png(draw_detections(image, boxes, labels, captions), png)
+        record = {
+            "image": str(path),
+            "width": image.shape[2],
+            "height": image.shape[1],
+            "model": args.model,
+            "weights": None if args.weights is None else str(args.weights),
+            "score_thr": args.score_thr,
+            "detections": detections,
+        }
+        record_path.write_text(json.dumps(record, indent=2) + "\n")
+        print(f"{path}: {len(detections)} detection(s) with score >= {args.score_thr:g} -> {png}, {record_path}")
+    return 0
+
+
+def _cmd_convert(args: argparse.Namespace) -> int:
+    from fpn_zoo.weights.checkpoint import CONFIG_FILENAME, WEIGHTS_FILENAME, CheckpointError
+    from fpn_zoo.weights.convert import convert_torchvision_checkpoint
+
+    try:
+        out = convert_torchvision_checkpoint(args.src, args.out, model=args.model)
+    except KeyError as err:
+        # torch's weights-only unpickler raises a bare KeyError (e.g. `KeyError: 101`) on some non-checkpoint files,
+        # such as short text files; report it as the unreadable file it is.
+        raise CheckpointError(
+            f"Cannot read {args.src} as a PyTorch checkpoint (unpickling failed with KeyError {err}); expected a "
+            "torchvision state dict saved with torch.save."
+        ) from err
+    print(f"Converted {args.src} ({args.source_format}) for {args.model}: wrote {out / WEIGHTS_FILENAME} and "
+          f"{out / CONFIG_FILENAME}.")  # fmt: skip
+    print(f"Use it: {PROG} predict IMAGE --model {args.model} --weights {shlex.quote(str(out))}")
+    print(f"    or: fpn_zoo.create_model({args.model!r}, weights={str(out)!r})")
+    return 0
+
+
+def _expected_errors() -> tuple[type[BaseException], ...]:
+    # Imported only once an error is being handled, so that `fpn-zoo --help` never pays for importing torch.
+    from fpn_zoo.factory import WeightsNotAvailableError
+
+    return (ValueError, TypeError, OSError, WeightsNotAvailableError)
+
+
+def _fail(message: object) -> int:
+    text = " ".join(str(message).split())  # one line, whatever the exception's formatting
+    print(f"{PROG}: error: {text}", file=sys.stderr)
+    return 2
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run ``fpn-zoo`` with ``argv`` (default: ``sys.argv[1:]``) and return the exit status.
+
+    Args:
+        argv: Command-line arguments without the program name.
+
+    Returns:
+        0 on success, 2 on a usage or expected error (reported as one ``fpn-zoo: error: ...`` line on stderr).
+
+    Example:
+        >>> main(["list", "fpn_r50*"])  # doctest: +SKIP
+        0
+    """
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exit_:  # --help and usage errors; returned so in-process callers keep control
+        return exit_.code if isinstance(exit_.code, int) else (0 if exit_.code is None else 2)
+    try:
+        return args.handler(args)
+    except KeyError as err:
+        # str(KeyError) wraps the message in quotes; the registry's message is args[0].
+        if not (err.args and isinstance(err.args[0], str)):
+            raise  # not a message for the user but a bug: keep the traceback
+        return _fail(err.args[0])
+    except BrokenPipeError:  # `fpn-zoo list | head`: the reader left, nothing to report
+        with contextlib.suppress(OSError, ValueError):  # Python's recipe: stdout to devnull, no 2nd error at exit
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
+    except _expected_errors() as err:
+        return _fail(err)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
