@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import warnings
 
 from torch import Tensor, nn
@@ -10,7 +11,7 @@ from torchvision.models.detection import FasterRCNN
 from fpn_zoo.backbones import TimmBackbone
 from fpn_zoo.config import ModelConfig
 from fpn_zoo.heads import SoftRoISelection
-from fpn_zoo.images import check_model_input
+from fpn_zoo.images import ImageError, check_model_input
 from fpn_zoo.necks import build_neck
 from fpn_zoo.necks.fusion import PyramidFeatures
 
@@ -60,7 +61,21 @@ class ZooDetector(FasterRCNN):
 
     def forward(self, images: list[Tensor], targets: list[dict[str, Tensor]] | None = None):
         check_model_input(images)
+        self._check_resizable(images)
         return super().forward(images, targets)
+
+    def _check_resizable(self, images: list[Tensor]) -> None:
+        """Refuse images that torchvision's resize would shrink to zero pixels (extreme aspect ratios)."""
+        min_size, max_size = min(self.transform.min_size), self.transform.max_size
+        for i, image in enumerate(images):
+            short, long = sorted(image.shape[-2:])
+            scale = min(min_size / short, max_size / long)
+            if math.floor(short * scale) < 1:
+                raise ImageError(
+                    f"image {i} of size {image.shape[-2]}x{image.shape[-1]} is too elongated: resized to fit "
+                    f"max_size={max_size} its shorter side drops below one pixel. Images up to an aspect ratio of "
+                    f"{max_size}:1 work; crop or pad it first."
+                )
 
 
 def resolve_trainable_layers(config: ModelConfig, *, is_pretrained: bool) -> int:
