@@ -98,6 +98,9 @@ class TimmBackbone(nn.Module):
             group = child_name if child_name in stage_names else "__stem__"
             if group not in trainable:
                 child.requires_grad_(False)
+        if self.norms is not None:  # a stage's output norm trains exactly when the stage does
+            for stage, norm in zip(stage_names, self.norms, strict=True):
+                norm.requires_grad_(stage in trainable)
 
     def forward(self, x: Tensor) -> list[Tensor]:
         features = self.model(x)

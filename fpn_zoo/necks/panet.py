@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from torch import Tensor, nn
 
 from fpn_zoo.necks.fpn import FPN
-from fpn_zoo.necks.fusion import PyramidFeatures, p6_from_p5, top_down_merge
+from fpn_zoo.necks.fusion import PyramidFeatures, p6_from_p5, resize_to, top_down_merge
 
 
 class PANet(FPN):
@@ -44,6 +44,8 @@ class PANet(FPN):
         laterals = [conv(x) for conv, x in zip(self.lateral_convs, features, strict=True)]
         inter = [conv(m) for conv, m in zip(self.fpn_convs, top_down_merge(laterals), strict=True)]
         for i, down in enumerate(self.downsample_convs):
-            inter[i + 1] = inter[i + 1] + down(inter[i])
+            # On pyramids halved with rounding down (ConvNeXt on unpadded input) the stride-2 conv rounds up; resize
+            # then. On torchvision's padded inputs sizes already agree and this is mmdetection's arithmetic.
+            inter[i + 1] = inter[i + 1] + resize_to(down(inter[i]), inter[i + 1].shape[-2:])
         outs = [inter[0]] + [conv(x) for conv, x in zip(self.pafpn_convs, inter[1:], strict=True)]
         return PyramidFeatures.from_levels([*outs, p6_from_p5(outs[-1])])
