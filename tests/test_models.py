@@ -37,13 +37,7 @@ STAGE_GROUPS = {
 }
 
 
-@pytest.fixture(autouse=True, scope="module")
-def single_thread():
-    """One intra-op thread: with 2 CPU cores shared by other jobs, OpenMP spin-waiting made this file 10x slower."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("single_thread")
 
 
 def small_model(name: str, **overrides) -> fpn_zoo.ZooDetector:

@@ -28,13 +28,7 @@ ODD_SIZES = [(33, 47), (17, 24), (9, 12), (5, 6)]  # C2 of odd size, C3..C5 halv
 FLOOR_SIZES = [(25, 35), (12, 17), (6, 8), (3, 4)]  # ConvNeXt's floor halving, on a 100x140 input
 
 
-@pytest.fixture(autouse=True, scope="module")
-def single_thread():
-    """One intra-op thread: with 2 CPU cores shared by other jobs, OpenMP spin-waiting made this file 10x slower."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("single_thread")
 
 
 def features(sizes, channels=CHANNELS, batch: int = 2, seed: int = 0) -> list[Tensor]:

@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from fpn_zoo.necks.base import Neck
+from fpn_zoo.necks.base import Neck, init_convs
 from fpn_zoo.necks.fusion import PyramidFeatures, p6_from_p5, top_down_merge
 
 POOL_RATIOS: tuple[float, ...] = (0.1, 0.2, 0.3)
@@ -60,10 +60,7 @@ class AugFPN(Neck):
 
     def reset_parameters(self) -> None:
         """The reference's ``xavier_init(m, distribution='uniform')`` on every convolution."""
-        for m in self.modules():
-            if isinstance(m, nn.Conv2d):
-                nn.init.xavier_uniform_(m.weight)
-                nn.init.constant_(m.bias, 0)
+        init_convs(self, "xavier_uniform")
 
     def residual_feature_augmentation(self, c5: Tensor) -> Tensor:
         """Ratio-invariant context from C5, fused by adaptive spatial attention (the map added to M5)."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Literal
 
 from torch import Tensor, nn
 
@@ -32,3 +33,19 @@ class Neck(nn.Module):
 
     def forward(self, features: list[Tensor]) -> PyramidFeatures:  # pragma: no cover - abstract
         raise NotImplementedError
+
+
+def init_convs(module: nn.Module, scheme: Literal["kaiming_uniform_a1", "xavier_uniform"]) -> None:
+    """Initialise every ``Conv2d`` below ``module`` (weights by ``scheme``, biases zero).
+
+    ``kaiming_uniform_a1`` is torchvision's and detectron2's FPN initialisation; ``xavier_uniform`` is
+    mmdetection's (PAFPN) and the AugFPN reference's.
+    """
+    for m in module.modules():
+        if isinstance(m, nn.Conv2d):
+            if scheme == "kaiming_uniform_a1":
+                nn.init.kaiming_uniform_(m.weight, a=1)
+            else:
+                nn.init.xavier_uniform_(m.weight)
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)

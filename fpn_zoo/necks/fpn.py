@@ -6,7 +6,7 @@ from collections.abc import Sequence
 
 from torch import Tensor, nn
 
-from fpn_zoo.necks.base import Neck
+from fpn_zoo.necks.base import Neck, init_convs
 from fpn_zoo.necks.fusion import PyramidFeatures, p6_from_p5, top_down_merge
 
 
@@ -37,10 +37,7 @@ class FPN(Neck):
 
     def reset_parameters(self) -> None:
         """torchvision's FPN initialisation."""
-        for m in self.modules():
-            if isinstance(m, nn.Conv2d):
-                nn.init.kaiming_uniform_(m.weight, a=1)
-                nn.init.constant_(m.bias, 0)
+        init_convs(self, "kaiming_uniform_a1")
 
     def forward(self, features: list[Tensor]) -> PyramidFeatures:
         self._check_inputs(features)

@@ -6,6 +6,7 @@ from collections.abc import Sequence
 
 from torch import Tensor, nn
 
+from fpn_zoo.necks.base import init_convs
 from fpn_zoo.necks.fpn import FPN
 from fpn_zoo.necks.fusion import PyramidFeatures, p6_from_p5, resize_to, top_down_merge
 
@@ -34,10 +35,7 @@ class PANet(FPN):
 
     def reset_parameters(self) -> None:
         """mmdetection's ``init_cfg=dict(type='Xavier', layer='Conv2d', distribution='uniform')``."""
-        for m in self.modules():
-            if isinstance(m, nn.Conv2d):
-                nn.init.xavier_uniform_(m.weight)
-                nn.init.constant_(m.bias, 0)
+        init_convs(self, "xavier_uniform")
 
     def forward(self, features: list[Tensor]) -> PyramidFeatures:
         self._check_inputs(features)
