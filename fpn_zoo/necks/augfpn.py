@@ -17,7 +17,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from fpn_zoo.necks.base import Neck, init_convs
-from fpn_zoo.necks.fusion import PyramidFeatures, p6_from_p5, top_down_merge
+from fpn_zoo.necks.fusion import PyramidFeatures, p6_from_p5, top_down_pathway
 
 POOL_RATIOS: tuple[float, ...] = (0.1, 0.2, 0.3)
 
@@ -77,8 +77,14 @@ class AugFPN(Neck):
 
     def forward(self, features: list[Tensor]) -> PyramidFeatures:
         self._check_inputs(features)
-        laterals = [conv(x) for conv, x in zip(self.lateral_convs, features, strict=True)]
-        raw_laterals = list(laterals) if self.training else None
-        laterals[-1] = laterals[-1] + self.residual_feature_augmentation(features[-1])
-        outs = [conv(m) for conv, m in zip(self.fpn_convs, top_down_merge(laterals), strict=True)]
-        return PyramidFeatures.from_levels([*outs, p6_from_p5(outs[-1])], raw_laterals=raw_laterals)
+        top = len(features) - 1
+        raw_laterals: list[Tensor] = []
+
+        def augment(idx: int, lateral: Tensor) -> Tensor:
+            raw_laterals.insert(0, lateral)  # before RFA and the top-down sum: consistent supervision's input
+            return lateral + self.residual_feature_augmentation(features[-1]) if idx == top else lateral
+
+        outs = top_down_pathway(features, self.lateral_convs, self.fpn_convs, lateral_hook=augment)
+        return PyramidFeatures.from_levels(
+            [*outs, p6_from_p5(outs[-1])], raw_laterals=raw_laterals if self.training else None
+        )

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from torch import Tensor, nn
 
 from fpn_zoo.necks.base import Neck, init_convs
-from fpn_zoo.necks.fusion import PyramidFeatures, p6_from_p5, top_down_merge
+from fpn_zoo.necks.fusion import PyramidFeatures, p6_from_p5, top_down_pathway
 
 
 class FPN(Neck):
@@ -41,6 +41,5 @@ class FPN(Neck):
 
     def forward(self, features: list[Tensor]) -> PyramidFeatures:
         self._check_inputs(features)
-        laterals = [conv(x) for conv, x in zip(self.lateral_convs, features, strict=True)]
-        outs = [conv(m) for conv, m in zip(self.fpn_convs, top_down_merge(laterals), strict=True)]
+        outs = top_down_pathway(features, self.lateral_convs, self.fpn_convs)
         return PyramidFeatures.from_levels([*outs, p6_from_p5(outs[-1])])

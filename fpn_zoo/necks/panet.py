@@ -8,7 +8,7 @@ from torch import Tensor, nn
 
 from fpn_zoo.necks.base import init_convs
 from fpn_zoo.necks.fpn import FPN
-from fpn_zoo.necks.fusion import PyramidFeatures, p6_from_p5, resize_to, top_down_merge
+from fpn_zoo.necks.fusion import PyramidFeatures, p6_from_p5, resize_to, top_down_pathway
 
 
 class PANet(FPN):
@@ -39,8 +39,7 @@ class PANet(FPN):
 
     def forward(self, features: list[Tensor]) -> PyramidFeatures:
         self._check_inputs(features)
-        laterals = [conv(x) for conv, x in zip(self.lateral_convs, features, strict=True)]
-        inter = [conv(m) for conv, m in zip(self.fpn_convs, top_down_merge(laterals), strict=True)]
+        inter = top_down_pathway(features, self.lateral_convs, self.fpn_convs)
         for i, down in enumerate(self.downsample_convs):
             # On pyramids halved with rounding down (ConvNeXt on unpadded input) the stride-2 conv rounds up; resize
             # then. On torchvision's padded inputs sizes already agree and this is mmdetection's arithmetic.
