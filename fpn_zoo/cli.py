@@ -254,18 +254,10 @@ def _cmd_predict(args: argparse.Namespace) -> int:
 
 
 def _cmd_convert(args: argparse.Namespace) -> int:
-    from fpn_zoo.weights.checkpoint import CONFIG_FILENAME, WEIGHTS_FILENAME, CheckpointError
+    from fpn_zoo.weights.checkpoint import CONFIG_FILENAME, WEIGHTS_FILENAME
     from fpn_zoo.weights.convert import convert_torchvision_checkpoint
 
-    try:
-        out = convert_torchvision_checkpoint(args.src, args.out, model=args.model)
-    except KeyError as err:
-        # torch's weights-only unpickler raises a bare KeyError (e.g. `KeyError: 101`) on some non-checkpoint files,
-        # such as short text files; report it as the unreadable file it is.
-        raise CheckpointError(
-            f"Cannot read {args.src} as a PyTorch checkpoint (unpickling failed with KeyError {err}); expected a "
-            "torchvision state dict saved with torch.save."
-        ) from err
+    out = convert_torchvision_checkpoint(args.src, args.out, model=args.model)
     print(f"Converted {args.src} ({args.source_format}) for {args.model}: wrote {out / WEIGHTS_FILENAME} and "
           f"{out / CONFIG_FILENAME}.")  # fmt: skip
     print(f"Use it: {PROG} predict IMAGE --model {args.model} --weights {shlex.quote(str(out))}")
