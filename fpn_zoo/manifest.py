@@ -12,7 +12,9 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
-MANIFEST_PATH = Path(__file__).resolve().parent.parent / "weights_manifest.json"
+# The repository-root weights_manifest.json is the source of truth; fpn_zoo/weights_manifest.json is a symlink to it
+# in a checkout (so editable installs and torch.hub read the root file) and a copy in built wheels.
+MANIFEST_PATH = Path(__file__).with_name("weights_manifest.json")
 SCHEMA_VERSION = 1
 STATUSES = ("published", "convertible")
 

@@ -91,3 +91,13 @@ def test_manifest_never_claims_unpublished_weights():
             assert weights["status"] != "published", f"{name}: nothing is published yet"
     assert "convertible" in weights_status("fpn_r50_coco")
     assert weights_status("augfpn_r50_coco").startswith("no COCO weights yet")
+
+
+def test_packaged_manifest_is_the_root_manifest():
+    """Installed packages read fpn_zoo/weights_manifest.json; in a checkout it must be the root file itself."""
+    from pathlib import Path
+
+    from fpn_zoo.manifest import MANIFEST_PATH
+
+    root = Path(__file__).resolve().parents[1] / "weights_manifest.json"
+    assert MANIFEST_PATH.resolve() == root.resolve()
