@@ -105,7 +105,7 @@ def detector_pair(size: tuple[int, int], device: torch.device, workdir: Path, se
     if not converted.exists():  # one random checkpoint serves every size
         randomise_(ref, seed)
         torch.save(ref.state_dict(), src)
-        convert_torchvision_checkpoint(src, converted)
+        convert_torchvision_checkpoint(src, converted, frozen_bn_eps=0.0)
     ref.load_state_dict(torch.load(src, weights_only=True))
     ref.to(device)
     hw = dict(min_size=min(size), max_size=max(size))

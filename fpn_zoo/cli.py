@@ -117,6 +117,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("src", type=Path, help="upstream checkpoint, e.g. fasterrcnn_resnet50_fpn_coco-258fb6c6.pth")
     p.add_argument("--model", default="fpn_r50_coco", help="target model (default: fpn_r50_coco)")
     p.add_argument("--out", type=Path, required=True, help="folder receiving model.safetensors and config.json")
+    p.add_argument(
+        "--frozen-bn-eps", type=float, default=None,
+        help="BatchNorm eps the weights were trained with (default: 0.0 for torchvision's COCO_V1 file, else 1e-5)",
+    )  # fmt: skip
     p.set_defaults(handler=_cmd_convert)
     return parser
 
@@ -257,7 +261,7 @@ def _cmd_convert(args: argparse.Namespace) -> int:
     from fpn_zoo.weights.checkpoint import CONFIG_FILENAME, WEIGHTS_FILENAME
     from fpn_zoo.weights.convert import convert_torchvision_checkpoint
 
-    out = convert_torchvision_checkpoint(args.src, args.out, model=args.model)
+    out = convert_torchvision_checkpoint(args.src, args.out, model=args.model, frozen_bn_eps=args.frozen_bn_eps)
     print(f"Converted {args.src} ({args.source_format}) for {args.model}: wrote {out / WEIGHTS_FILENAME} and "
           f"{out / CONFIG_FILENAME}.")  # fmt: skip
     print(f"Use it: {PROG} predict IMAGE --model {args.model} --weights {shlex.quote(str(out))}")

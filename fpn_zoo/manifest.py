@@ -12,9 +12,11 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
-# The repository-root weights_manifest.json is the source of truth; fpn_zoo/weights_manifest.json is a symlink to it
-# in a checkout (so editable installs and torch.hub read the root file) and a copy in built wheels.
-MANIFEST_PATH = Path(__file__).with_name("weights_manifest.json")
+# The repository-root file is the source of truth: a checkout, a torch.hub download and an editable install read it
+# there; a built wheel has no repository root and carries a copy inside the package (setup.py's build hook).
+_ROOT_MANIFEST = Path(__file__).resolve().parent.parent / "weights_manifest.json"
+_PACKAGED_MANIFEST = Path(__file__).resolve().with_name("weights_manifest.json")
+MANIFEST_PATH = _ROOT_MANIFEST if _ROOT_MANIFEST.is_file() else _PACKAGED_MANIFEST
 SCHEMA_VERSION = 1
 STATUSES = ("published", "convertible")
 

@@ -93,11 +93,23 @@ def test_manifest_never_claims_unpublished_weights():
     assert weights_status("augfpn_r50_coco").startswith("no COCO weights yet")
 
 
-def test_packaged_manifest_is_the_root_manifest():
-    """Installed packages read fpn_zoo/weights_manifest.json; in a checkout it must be the root file itself."""
+def test_checkout_reads_the_root_manifest():
     from pathlib import Path
 
     from fpn_zoo.manifest import MANIFEST_PATH
 
-    root = Path(__file__).resolve().parents[1] / "weights_manifest.json"
-    assert MANIFEST_PATH.resolve() == root.resolve()
+    assert (Path(__file__).resolve().parents[1] / "weights_manifest.json").resolve() == MANIFEST_PATH
+
+
+def test_repository_has_no_symlinks():
+    """torch.hub unpacks GitHub zips with zipfile, which writes a symlink as a text file holding its target."""
+    import subprocess
+    from pathlib import Path
+
+    repo = Path(__file__).resolve().parents[1]
+    listing = subprocess.run(["git", "ls-files", "-s"], cwd=repo, capture_output=True, text=True)
+    if listing.returncode != 0:
+        import pytest
+
+        pytest.skip("not a git checkout")
+    assert [line for line in listing.stdout.splitlines() if line.startswith("120000")] == []

@@ -60,7 +60,8 @@ def converted(tmp_path_factory):
     tv.eval()
     src = tmp_path_factory.mktemp("tv") / "fasterrcnn_resnet50_fpn_random.pth"
     torch.save(tv.state_dict(), src)
-    out = convert_torchvision_checkpoint(src, tmp_path_factory.mktemp("zoo") / "fpn_r50_coco")
+    # Random weights are not the COCO_V1 file, so the eps its builder uses is given explicitly.
+    out = convert_torchvision_checkpoint(src, tmp_path_factory.mktemp("zoo") / "fpn_r50_coco", frozen_bn_eps=0.0)
     return tv, src, out
 
 
@@ -157,3 +158,25 @@ def test_non_tensor_state_dict_is_refused(tmp_path):
     torch.save({"x": 3}, src)
     with pytest.raises(CheckpointError, match="does not hold a state dict"):
         convert_torchvision_checkpoint(src, tmp_path / "out")
+
+
+def test_eps_defaults_to_torchvision_default_unless_the_file_is_coco_v1(tmp_path):
+    src = tmp_path / "finetuned.pth"
+    state = torchvision_coco_v1_model().state_dict()
+    torch.save(state, src)
+    assert read_checkpoint(convert_torchvision_checkpoint(src, tmp_path / "a")).config.frozen_bn_eps == 1e-5
+    assert (
+        read_checkpoint(convert_torchvision_checkpoint(src, tmp_path / "b", frozen_bn_eps=0.0)).config.frozen_bn_eps
+        == 0
+    )
+
+
+def test_reference_training_checkpoint_with_args_is_accepted(tmp_path):
+    """torchvision's references/detection/train.py saves {"model", "optimizer", ..., "args": Namespace}."""
+    import argparse
+
+    src = tmp_path / "checkpoint.pth"
+    torch.save(
+        {"model": torchvision_coco_v1_model().state_dict(), "args": argparse.Namespace(lr=0.02), "epoch": 3}, src
+    )
+    assert read_checkpoint(convert_torchvision_checkpoint(src, tmp_path / "out")).config.name == "fpn_r50_coco"

@@ -7,6 +7,7 @@ is therefore a pure renaming; no tensor changes value.
 
 from __future__ import annotations
 
+import argparse
 import hashlib
 import os
 import pickle
@@ -21,7 +22,10 @@ from fpn_zoo.weights.checkpoint import CheckpointError, save_checkpoint
 from fpn_zoo.weights.loading import check_state_dict
 
 # torchvision's COCO_V1 weights were trained with FrozenBatchNorm2d(eps=0.0): its builder calls overwrite_eps(0.0).
+# The file is recognised by its sha256, whose first 8 hex digits torchvision puts in the file name.
+TORCHVISION_COCO_V1_SHA256_PREFIX = "258fb6c6"
 TORCHVISION_COCO_V1_BN_EPS = 0.0
+DEFAULT_BN_EPS = 1e-5  # torchvision's FrozenBatchNorm2d default: any other torchvision-trained checkpoint
 SUPPORTED = {"torchvision": ("fpn_r50_coco",)}
 
 _RENAMES: tuple[tuple[re.Pattern[str], str], ...] = (
@@ -73,7 +77,9 @@ def read_torch_state_dict(path: str | os.PathLike[str]) -> dict[str, torch.Tenso
     if not p.is_file():
         raise CheckpointError(f"No checkpoint file at {str(path)!r}.")
     try:
-        obj = torch.load(p, map_location="cpu", weights_only=True)
+        # torchvision's reference training script stores its argparse.Namespace next to the weights.
+        with torch.serialization.safe_globals([argparse.Namespace]):
+            obj = torch.load(p, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as err:
         first_line = str(err).splitlines()[0] if str(err) else type(err).__name__
         if "Weights only load failed" in str(err):
@@ -96,7 +102,7 @@ def convert_torchvision_checkpoint(
     out_dir: str | os.PathLike[str],
     *,
     model: str = "fpn_r50_coco",
-    frozen_bn_eps: float = TORCHVISION_COCO_V1_BN_EPS,
+    frozen_bn_eps: float | None = None,
 ) -> Path:
     """Convert a torchvision ``fasterrcnn_resnet50_fpn`` checkpoint into an exported ``fpn_r50_coco`` folder.
 
@@ -104,7 +110,8 @@ def convert_torchvision_checkpoint(
         src: torchvision state dict (``.pth``), e.g. ``fasterrcnn_resnet50_fpn_coco-258fb6c6.pth``.
         out_dir: Folder receiving ``model.safetensors`` and ``config.json``.
         model: Target zoo model; only ``fpn_r50_coco`` has torchvision's architecture.
-        frozen_bn_eps: BatchNorm epsilon the weights were trained with (0.0 for torchvision's COCO_V1).
+        frozen_bn_eps: BatchNorm epsilon the weights were trained with. ``None`` recognises torchvision's COCO_V1
+            file by its sha256 (eps 0.0, as torchvision's builder sets) and otherwise uses torchvision's default 1e-5.
 
     Returns:
         ``out_dir``, ready for ``create_model(model, weights=out_dir)``.
@@ -121,6 +128,10 @@ def convert_torchvision_checkpoint(
             f"torchvision checkpoints convert only to {SUPPORTED['torchvision']}; {model!r} has no torchvision twin."
         )
     state = torchvision_to_zoo_keys(read_torch_state_dict(src))
+    digest = sha256_file(src)
+    if frozen_bn_eps is None:
+        is_coco_v1 = digest.startswith(TORCHVISION_COCO_V1_SHA256_PREFIX)
+        frozen_bn_eps = TORCHVISION_COCO_V1_BN_EPS if is_coco_v1 else DEFAULT_BN_EPS
     config = get_model_config(model).replace(frozen_bn_eps=frozen_bn_eps)
     cls_weight = state.get("roi_heads.box_predictor.cls_score.weight")
     if cls_weight is not None and cls_weight.shape[0] != config.num_classes:
@@ -140,6 +151,6 @@ def convert_torchvision_checkpoint(
     source = {
         "converted_from": "torchvision fasterrcnn_resnet50_fpn",
         "file": Path(src).name,
-        "sha256": sha256_file(src),
+        "sha256": digest,
     }
     return save_checkpoint(state, config, out_dir, extra={"source": source})
