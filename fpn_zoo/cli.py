@@ -24,7 +24,7 @@ import sys
 from pathlib import Path
 from typing import Any, NoReturn
 
-from fpn_zoo.registry import get_model_config, list_models
+from fpn_zoo.registry import UnknownModelError, get_model_config, list_models
 
 __all__ = ["main"]
 
@@ -168,22 +168,6 @@ def _cmd_info(args: argparse.Namespace) -> int:
     return 0
 
 
-def _resolve_device(text: str | None) -> Any:
-    import torch
-
-    from fpn_zoo.factory import resolve_device
-
-    device = resolve_device(text)
-    # resolve_device accepts any device torch can name; refuse here the ones that would fail mid-run with a trace.
-    if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():
-        raise ValueError(f"Device {text!r}: only {torch.cuda.device_count()} CUDA device(s) here (cuda:0 ...).")
-    if device.type == "mps" and not torch.backends.mps.is_available():
-        raise ValueError(f"Device {text!r} requested but MPS is not available here; use --device cpu.")
-    if device.type not in ("cpu", "cuda", "mps"):
-        raise ValueError(f"Device {text!r} cannot run the model; use cpu, cuda, cuda:N or mps.")
-    return device
-
-
 def _unique_stems(paths: list[Path]) -> list[str]:
     taken: set[str] = set()
     stems = []
@@ -203,11 +187,11 @@ def _cmd_predict(args: argparse.Namespace) -> int:
     import torch
 
     from fpn_zoo.drawing import draw_detections, save_png
-    from fpn_zoo.factory import create_model
+    from fpn_zoo.factory import create_model, resolve_device
     from fpn_zoo.images import ImageError, load_image, sample_image_path
     from fpn_zoo.manifest import weights_status
 
-    device = _resolve_device(args.device)
+    device = resolve_device(args.device)
     paths: list[Path] = list(args.images)
     if not paths:
         paths = [sample_image_path()]
@@ -271,9 +255,10 @@ def _cmd_convert(args: argparse.Namespace) -> int:
 
 def _expected_errors() -> tuple[type[BaseException], ...]:
     # Imported only once an error is being handled, so that `fpn-zoo --help` never pays for importing torch.
+    # Deliberately not TypeError, KeyError or RuntimeError in general: those are bugs and keep their traceback.
     from fpn_zoo.factory import WeightsNotAvailableError
 
-    return (ValueError, TypeError, OSError, WeightsNotAvailableError)
+    return (ValueError, OSError, WeightsNotAvailableError)
 
 
 def _fail(message: object) -> int:
@@ -302,11 +287,8 @@ def main(argv: list[str] | None = None) -> int:
         return exit_.code if isinstance(exit_.code, int) else (0 if exit_.code is None else 2)
     try:
         return args.handler(args)
-    except KeyError as err:
-        # str(KeyError) wraps the message in quotes; the registry's message is args[0].
-        if not (err.args and isinstance(err.args[0], str)):
-            raise  # not a message for the user but a bug: keep the traceback
-        return _fail(err.args[0])
+    except UnknownModelError as err:
+        return _fail(err.args[0])  # str(KeyError) would wrap the message in quotes
     except BrokenPipeError:  # `fpn-zoo list | head`: the reader left, nothing to report
         with contextlib.suppress(OSError, ValueError):  # Python's recipe: stdout to devnull, no 2nd error at exit
             os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())

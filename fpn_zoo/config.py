@@ -130,7 +130,7 @@ class ModelConfig:
         for attr in ("box_score_thresh", "box_nms_thresh"):
             if not 0.0 <= float(getattr(self, attr)) <= 1.0:
                 raise ValueError(f"{attr} must lie in [0, 1], got {getattr(self, attr)!r}.")
-        if self.frozen_bn_eps < 0:
+        if not self.frozen_bn_eps >= 0:  # also refuses NaN
             raise ValueError(f"frozen_bn_eps must be >= 0, got {self.frozen_bn_eps!r}.")
 
     @property

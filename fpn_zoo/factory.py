@@ -34,8 +34,15 @@ def resolve_device(device: torch.device | str | None) -> torch.device:
         resolved = torch.device(device)
     except (RuntimeError, TypeError) as err:
         raise ValueError(f"Invalid device {device!r}: use 'cpu', 'cuda', 'cuda:N' or None (auto).") from err
-    if resolved.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"Device {device!r} requested but CUDA is not available here; use device='cpu' or None.")
+    if resolved.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ValueError(f"Device {device!r} requested but CUDA is not available here; use device='cpu' or None.")
+        if resolved.index is not None and resolved.index >= torch.cuda.device_count():
+            raise ValueError(f"Device {device!r}: only {torch.cuda.device_count()} CUDA device(s) here (cuda:0 ...).")
+    elif resolved.type == "mps" and not torch.backends.mps.is_available():
+        raise ValueError(f"Device {device!r} requested but MPS is not available here; use device='cpu' or None.")
+    elif resolved.type not in ("cpu", "cuda", "mps"):
+        raise ValueError(f"Device {device!r} cannot run the model; use 'cpu', 'cuda', 'cuda:N', 'mps' or None.")
     return resolved
 
 
@@ -48,7 +55,15 @@ def _checkpoint_num_classes(ckpt: LocalCheckpoint) -> int | None:
 
 def _base_config(name: str, ckpt: LocalCheckpoint | None) -> ModelConfig:
     config = get_model_config(name)
-    if ckpt is None or ckpt.config is None:
+    if ckpt is None:
+        return config
+    if ckpt.config is None:
+        saved_for = ckpt.extra.get("fpn_zoo_model")
+        if saved_for not in (None, name):
+            raise ValueError(
+                f"Weights {ckpt.weights_path} were saved for {saved_for!r}, not {name!r}. "
+                f"Load them with create_model({saved_for!r}, weights=...)."
+            )
         return config
     if ckpt.config.name != name:
         raise ValueError(
@@ -85,7 +100,9 @@ def create_model(
         name: Registered model name, e.g. ``"fpn_r50_coco"`` (see :func:`fpn_zoo.list_models`).
         weights: A local ``.safetensors`` file or an exported folder (``model.safetensors`` + ``config.json``).
             Loading is strict: a tensor that is missing, unexpected or of another shape is an error.
-        pretrained: Load the model's released COCO weights.
+        pretrained: Load the model's released COCO weights. None are published yet: this raises
+            :class:`WeightsNotAvailableError` naming what exists (e.g. the torchvision conversion for
+            ``fpn_r50_coco``).
         num_classes: Class slots including background. With weights of another class count, only the
             class-specific predictor (``roi_heads.box_predictor.*``) is re-initialised and a warning names the
             dropped tensors.

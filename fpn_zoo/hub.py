@@ -18,7 +18,7 @@ def _docstring(config: ModelConfig) -> str:
 
     Args:
         weights: Local .safetensors file or exported folder.
-        pretrained: Load the released COCO weights.
+        pretrained: Load released COCO weights; none are published yet, so this raises with the options.
         num_classes: Class slots incl. background; another count re-initialises only the class predictor.
         device: None = CUDA when available, else CPU.
         **overrides: Other ModelConfig fields (e.g. box_score_thresh=0.3, pretrained_backbone=True).

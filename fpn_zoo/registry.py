@@ -16,6 +16,10 @@ from fpn_zoo.config import BACKBONES, ModelConfig, NeckName
 _MODELS: dict[str, ModelConfig] = {}  # model name -> its default configuration, in registration order
 
 
+class UnknownModelError(KeyError):
+    """A model name that is not registered; the message lists the closest registered names."""
+
+
 def register_model(config: ModelConfig) -> ModelConfig:
     """Add ``config`` to the registry under ``config.name``.
 
@@ -55,7 +59,7 @@ def get_model_config(name: str) -> ModelConfig:
     """The default configuration of a registered model.
 
     Raises:
-        KeyError: For an unknown name; the message lists the closest registered names.
+        UnknownModelError: For an unknown name (a ``KeyError``); the message lists the closest registered names.
 
     Example:
         >>> get_model_config("fpn_r50_coco").backbone_spec.timm_name
@@ -64,7 +68,9 @@ def get_model_config(name: str) -> ModelConfig:
     if not isinstance(name, str) or name not in _MODELS:
         close = difflib.get_close_matches(str(name), list(_MODELS), n=3, cutoff=0.5)
         hint = f" Did you mean: {', '.join(close)}?" if close else ""
-        raise KeyError(f"Unknown model {name!r}.{hint} See fpn_zoo.list_models() for all {len(_MODELS)} models.")
+        raise UnknownModelError(
+            f"Unknown model {name!r}.{hint} See fpn_zoo.list_models() for all {len(_MODELS)} models."
+        )
     return _MODELS[name]
 
 

@@ -89,13 +89,29 @@ def test_weights_of_another_model_are_refused_by_name(exported):
         fpn_zoo.create_model("panet_r50_coco", weights=out, device="cpu")
 
 
-def test_bare_weights_of_another_model_name_the_tensors(exported, tmp_path):
+def test_bare_weights_saved_for_another_model_are_refused_by_name(exported, tmp_path):
     _, out = exported
     bare = tmp_path / "bare.safetensors"
     bare.write_bytes((out / "model.safetensors").read_bytes())
-    with pytest.raises(WeightsMismatchError, match=r"missing \(backbone\.neck\.downsample_convs\.0\.bias") as err:
+    with pytest.raises(ValueError, match=r"saved for 'fpn_r50_coco', not 'panet_r50_coco'"):
         fpn_zoo.create_model("panet_r50_coco", weights=bare, device="cpu")
+
+
+def test_foreign_weights_name_the_mismatched_tensors(exported, tmp_path):
+    _, out = exported
+    tensors = read_checkpoint(out).read_tensors()
+    save_file(tensors, tmp_path / "foreign.safetensors")  # no fpn_zoo metadata, as from another tool
+    with pytest.raises(WeightsMismatchError, match=r"missing \(backbone\.neck\.downsample_convs\.0\.bias") as err:
+        fpn_zoo.create_model("panet_r50_coco", weights=tmp_path / "foreign.safetensors", device="cpu")
     assert "Nothing was loaded" in str(err.value)
+
+
+def test_bare_file_ignores_an_unrelated_config_beside_it(exported, tmp_path):
+    _, out = exported
+    (tmp_path / "mine.safetensors").write_bytes((out / "model.safetensors").read_bytes())
+    (tmp_path / "config.json").write_text('{"architectures": ["BertModel"]}')  # e.g. another library's export
+    model = fpn_zoo.create_model("fpn_r50_coco", weights=tmp_path / "mine.safetensors", device="cpu")
+    assert model.config.name == "fpn_r50_coco"
 
 
 def test_shape_mismatch_is_named(exported, tmp_path):
@@ -186,6 +202,11 @@ def test_device_resolution():
     if not torch.cuda.is_available():
         with pytest.raises(ValueError, match="CUDA is not available"):
             resolve_device("cuda")
+    if not torch.backends.mps.is_available():
+        with pytest.raises(ValueError, match="MPS is not available"):
+            resolve_device("mps")
+    with pytest.raises(ValueError, match=r"'meta' cannot run the model"):
+        resolve_device("meta")
 
 
 def test_trainable_layers_without_pretrained_weights_warns_like_torchvision():

@@ -36,7 +36,8 @@ class LocalCheckpoint:
     Attributes:
         weights_path: The ``.safetensors`` file.
         config: Architecture from ``config.json`` (``None`` for a bare safetensors file without one).
-        extra: Other ``config.json`` fields (provenance such as ``source``).
+        extra: Other ``config.json`` fields (provenance such as ``source``); for a bare file, the model name its
+            safetensors header records under ``fpn_zoo_model``.
     """
 
     weights_path: Path
@@ -77,8 +78,8 @@ def read_checkpoint(path: str | os.PathLike[str]) -> LocalCheckpoint:
     """Locate the weights and config of a local checkpoint.
 
     Args:
-        path: A ``.safetensors`` file (its folder's ``config.json`` is used when present) or an exported folder
-            holding ``model.safetensors`` and ``config.json``.
+        path: An exported folder holding ``model.safetensors`` and ``config.json``, that folder's
+            ``model.safetensors``, or a bare ``.safetensors`` file under any other name (no config).
 
     Raises:
         CheckpointError: Missing path, a folder without ``model.safetensors``, or a pickle-based ``.pth``/``.bin``
@@ -107,11 +108,24 @@ def read_checkpoint(path: str | os.PathLike[str]) -> LocalCheckpoint:
                 f"{p.name} is not a .safetensors file. fpn_zoo only loads safetensors (no pickle); convert a "
                 "torchvision checkpoint with `fpn-zoo convert --from torchvision SRC.pth --model NAME --out DIR`."
             )
+        if p.name != WEIGHTS_FILENAME:
+            # A file under another name is a bare checkpoint: a config.json beside it may describe something else.
+            return LocalCheckpoint(p, None, _safetensors_metadata(p))
         weights, config_path = p, p.parent / CONFIG_FILENAME
     if config_path.is_file():
         config, extra = _read_config(config_path)
         return LocalCheckpoint(weights, config, extra)
-    return LocalCheckpoint(weights, None)
+    return LocalCheckpoint(weights, None, _safetensors_metadata(weights))
+
+
+def _safetensors_metadata(path: Path) -> dict[str, Any]:
+    """The model name ``save_checkpoint`` wrote into the safetensors header, if any (header read only)."""
+    try:
+        with safe_open(path, framework="pt") as f:
+            metadata = f.metadata() or {}
+    except (SafetensorError, OSError) as err:
+        raise CheckpointError(f"Cannot read weights file {path}: {err}") from err
+    return {"fpn_zoo_model": metadata["fpn_zoo_model"]} if "fpn_zoo_model" in metadata else {}
 
 
 def _atomic_write(target: Path, write: Any) -> None:
