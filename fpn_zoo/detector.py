@@ -12,7 +12,7 @@ from fpn_zoo.backbones import TimmBackbone
 from fpn_zoo.config import ModelConfig
 from fpn_zoo.heads import SoftRoISelection
 from fpn_zoo.images import ImageError, check_model_input
-from fpn_zoo.necks import build_neck
+from fpn_zoo.necks import Neck, build_neck
 from fpn_zoo.necks.fusion import PyramidFeatures
 
 _DEFAULT_TRAINABLE_LAYERS = 3  # torchvision's default whenever pretrained weights are involved
@@ -21,7 +21,7 @@ _DEFAULT_TRAINABLE_LAYERS = 3  # torchvision's default whenever pretrained weigh
 class BackboneWithNeck(nn.Module):
     """Backbone body + neck with torchvision's backbone contract: ``out_channels`` and an ordered dict of levels."""
 
-    def __init__(self, body: TimmBackbone, neck: nn.Module) -> None:
+    def __init__(self, body: TimmBackbone, neck: Neck) -> None:
         super().__init__()
         self.body = body
         self.neck = neck
@@ -53,7 +53,7 @@ class ZooDetector(FasterRCNN):
             box_nms_thresh=config.box_nms_thresh,
             box_detections_per_img=config.box_detections_per_img,
         )
-        if config.neck == "augfpn":
+        if backbone.neck.soft_roi_selection:
             # torchvision's constructor only accepts MultiScaleRoIAlign here; the RoI heads call any pooler with the
             # same signature, so Soft RoI Selection goes in afterwards.
             self.roi_heads.box_roi_pool = SoftRoISelection(backbone.out_channels)

@@ -15,6 +15,7 @@ from fpn_zoo.necks.panet import PANet
 __all__ = [
     "FPN",
     "LEVEL_NAMES",
+    "NECKS",
     "AugFPN",
     "BiFPN",
     "Neck",
@@ -26,14 +27,18 @@ __all__ = [
 ]
 
 
+# Neck short name -> class; each class builds itself from a ModelConfig (`Neck.from_config`).
+NECKS: dict[str, type[Neck]] = {"fpn": FPN, "panet": PANet, "bifpn": BiFPN, "augfpn": AugFPN}
+
+
 def build_neck(config: ModelConfig, in_channels: Sequence[int]) -> Neck:
-    """The neck named by ``config.neck`` for backbone channels ``in_channels``."""
-    if config.neck == "fpn":
-        return FPN(in_channels, config.neck_channels)
-    if config.neck == "panet":
-        return PANet(in_channels, config.neck_channels)
-    if config.neck == "bifpn":
-        return BiFPN(in_channels, config.neck_channels, repeats=config.bifpn_repeats, fusion=config.bifpn_fusion)
-    if config.neck == "augfpn":
-        return AugFPN(in_channels, config.neck_channels)
-    raise ValueError(f"Unknown neck {config.neck!r}; choose from fpn, panet, bifpn, augfpn.")
+    """The neck named by ``config.neck`` for backbone channels ``in_channels``.
+
+    Example:
+        >>> from fpn_zoo import get_model_config
+        >>> build_neck(get_model_config("panet_r50_coco"), [256, 512, 1024, 2048]).out_channels
+        256
+    """
+    if config.neck not in NECKS:
+        raise ValueError(f"Unknown neck {config.neck!r}; choose from {sorted(NECKS)}.")
+    return NECKS[config.neck].from_config(config, in_channels)

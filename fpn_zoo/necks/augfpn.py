@@ -44,6 +44,8 @@ class AugFPN(Neck):
         (5, 4)
     """
 
+    soft_roi_selection = True
+
     def __init__(
         self, in_channels: Sequence[int], out_channels: int = 256, *, pool_ratios: Sequence[float] = POOL_RATIOS
     ) -> None:

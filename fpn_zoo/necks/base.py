@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Literal
+from typing import TYPE_CHECKING, ClassVar, Literal
 
 from torch import Tensor, nn
 
 from fpn_zoo.necks.fusion import PyramidFeatures
+
+if TYPE_CHECKING:
+    from fpn_zoo.config import ModelConfig
 
 
 class Neck(nn.Module):
@@ -16,6 +19,14 @@ class Neck(nn.Module):
     Subclasses set up their layers in ``__init__`` and implement :meth:`forward`. ``out_channels`` is the attribute
     torchvision's ``FasterRCNN`` reads from its backbone.
     """
+
+    # The box head pools RoIs with AugFPN's Soft RoI Selection instead of torchvision's level assignment.
+    soft_roi_selection: ClassVar[bool] = False
+
+    @classmethod
+    def from_config(cls, config: ModelConfig, in_channels: Sequence[int]) -> Neck:
+        """Build this neck for backbone channels ``in_channels`` with the options of ``config``."""
+        return cls(in_channels, config.neck_channels)
 
     def __init__(self, in_channels: Sequence[int], out_channels: int) -> None:
         super().__init__()

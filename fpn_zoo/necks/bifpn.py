@@ -15,7 +15,7 @@ from functools import partial
 
 from torch import Tensor, nn
 
-from fpn_zoo.config import FusionMethod
+from fpn_zoo.config import FusionMethod, ModelConfig
 from fpn_zoo.necks.base import Neck
 from fpn_zoo.necks.fusion import PyramidFeatures, WeightedFusion, resize_to
 
@@ -178,6 +178,10 @@ class BiFPN(Neck):
                 str(i), BiFPNCell(levels if i == 0 else [out_channels] * len(levels), out_channels, fusion)
             )
         self.reset_parameters()
+
+    @classmethod
+    def from_config(cls, config: ModelConfig, in_channels: Sequence[int]) -> BiFPN:
+        return cls(in_channels, config.neck_channels, repeats=config.bifpn_repeats, fusion=config.bifpn_fusion)
 
     def reset_parameters(self) -> None:
         """effdet's TF-style initialisation: Glorot-uniform (fan average) convs, zero bias, BN (1, 0), edges 1."""
