@@ -41,8 +41,6 @@ def resolve_device(device: torch.device | str | None) -> torch.device:
             raise ValueError(f"Device {device!r}: only {torch.cuda.device_count()} CUDA device(s) here (cuda:0 ...).")
     elif resolved.type == "mps" and not torch.backends.mps.is_available():
         raise ValueError(f"Device {device!r} requested but MPS is not available here; use device='cpu' or None.")
-    elif resolved.type not in ("cpu", "cuda", "mps"):
-        raise ValueError(f"Device {device!r} cannot run the model; use 'cpu', 'cuda', 'cuda:N', 'mps' or None.")
     return resolved
 
 

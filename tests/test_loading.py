@@ -205,8 +205,8 @@ def test_device_resolution():
     if not torch.backends.mps.is_available():
         with pytest.raises(ValueError, match="MPS is not available"):
             resolve_device("mps")
-    with pytest.raises(ValueError, match=r"'meta' cannot run the model"):
-        resolve_device("meta")
+    with pytest.raises(ValueError, match=r"Invalid device 'tpu'"):
+        resolve_device("tpu")
 
 
 def test_trainable_layers_without_pretrained_weights_warns_like_torchvision():
