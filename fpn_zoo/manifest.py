@@ -50,7 +50,11 @@ def weights_status(name: str) -> str:
     """One line for tables and ``fpn-zoo info``: what weights exist for ``name``."""
     entries = weights_entries(name)
     if not entries:
-        return "no COCO weights yet (random init; train with the recipe)"
+        # NOTE: fpn_zoo has no training command yet; the model is a torchvision FasterRCNN, so its loop applies.
+        return (
+            "no COCO weights yet: random init. Train it like any torchvision detector: model.train(), "
+            "loss = sum(model(images, targets).values()), e.g. with torchvision's references/detection/train.py"
+        )
     return "; ".join(f"{w['tag']}: {w['status']} ({w.get('source', '')})".replace(" ()", "") for w in entries)
 
 
