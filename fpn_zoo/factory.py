@@ -44,10 +44,10 @@ def resolve_device(device: torch.device | str | None) -> torch.device:
     return resolved
 
 
-def _checkpoint_num_classes(ckpt: LocalCheckpoint) -> int | None:
+def _checkpoint_num_classes(ckpt: LocalCheckpoint, shapes: dict[str, tuple[int, ...]]) -> int | None:
     if ckpt.config is not None:
         return ckpt.config.num_classes
-    shape = ckpt.tensor_shapes().get(PREDICTOR_PREFIX + "cls_score.weight")
+    shape = shapes.get(PREDICTOR_PREFIX + "cls_score.weight")
     return int(shape[0]) if shape else None
 
 
@@ -139,7 +139,8 @@ def create_model(
     target = resolve_device(device)
     ckpt = read_checkpoint(weights) if weights is not None else None
     config = _base_config(name, ckpt)
-    ckpt_classes = _checkpoint_num_classes(ckpt) if ckpt is not None else None
+    shapes = ckpt.tensor_shapes() if ckpt is not None else {}  # the header, read once
+    ckpt_classes = _checkpoint_num_classes(ckpt, shapes) if ckpt is not None else None
     if num_classes is not None:
         overrides["num_classes"] = num_classes
     elif ckpt_classes is not None and ckpt_classes != config.num_classes:
@@ -156,7 +157,7 @@ def create_model(
         model = build_detector(config, loads_weights=True)
     report = check_state_dict(
         {k: tuple(v.shape) for k, v in model.state_dict().items()},
-        ckpt.tensor_shapes(),
+        shapes,
         drop_predictor=drop,
         source=str(ckpt.weights_path),
         model_name=name,
