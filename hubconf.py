@@ -8,7 +8,7 @@ Importing this file does no network access and builds nothing: entrypoints defer
 ``fpn_zoo.create_model``.
 """
 
-dependencies = ["torch", "torchvision", "timm", "safetensors", "PIL"]
+dependencies = ["torch", "torchvision", "timm", "safetensors", "huggingface_hub", "filelock", "PIL"]
 
 from fpn_zoo import hub_entrypoints as _hub_entrypoints  # noqa: E402 - `dependencies` stays the first statement
 

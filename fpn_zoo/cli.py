@@ -189,7 +189,7 @@ def _cmd_predict(args: argparse.Namespace) -> int:
     from fpn_zoo.drawing import draw_detections, save_png
     from fpn_zoo.factory import create_model, resolve_device
     from fpn_zoo.images import ImageError, load_image, sample_image_path
-    from fpn_zoo.manifest import weights_status
+    from fpn_zoo.weights.manifest import weights_status
 
     device = resolve_device(args.device)
     paths: list[Path] = list(args.images)

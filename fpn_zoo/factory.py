@@ -15,10 +15,9 @@ from fpn_zoo.detector import ZooDetector, build_detector
 from fpn_zoo.registry import get_model_config
 from fpn_zoo.weights.checkpoint import LocalCheckpoint, read_checkpoint
 from fpn_zoo.weights.loading import PREDICTOR_PREFIX, assign_state_dict, check_state_dict
+from fpn_zoo.weights.resolve import WeightsNotAvailableError, resolve_pretrained, resolve_weights
 
-
-class WeightsNotAvailableError(RuntimeError):
-    """``pretrained=True`` for a model without released weights; the message lists what is available."""
+__all__ = ["WeightsNotAvailableError", "create_model", "resolve_device"]
 
 
 def resolve_device(device: torch.device | str | None) -> torch.device:
@@ -87,7 +86,7 @@ def create_model(
     name: str,
     *,
     weights: str | os.PathLike[str] | None = None,
-    pretrained: bool = False,
+    pretrained: bool | str = False,
     num_classes: int | None = None,
     device: torch.device | str | None = None,
     **overrides: Any,
@@ -96,11 +95,14 @@ def create_model(
 
     Args:
         name: Registered model name, e.g. ``"fpn_r50_coco"`` (see :func:`fpn_zoo.list_models`).
-        weights: A local ``.safetensors`` file or an exported folder (``model.safetensors`` + ``config.json``).
-            Loading is strict: a tensor that is missing, unexpected or of another shape is an error.
-        pretrained: Load the model's released COCO weights. None are published yet: this raises
-            :class:`WeightsNotAvailableError` naming what exists (e.g. the torchvision conversion for
-            ``fpn_r50_coco``).
+        weights: A local ``.safetensors`` file, an exported folder (``model.safetensors`` + ``config.json``), or
+            ``"hf-hub:ORG/NAME[@REVISION]"`` for an exported model on the Hugging Face Hub. Loading is strict: a
+            tensor that is missing, unexpected or of another shape is an error.
+        pretrained: ``True`` loads the model's default weights from ``weights_manifest.json``, a string loads the
+            weights with that tag. Published weights come from the Hub at their pinned commit; convertible ones
+            are downloaded from upstream and converted once. Either way the file's full sha256 is verified before
+            first use and the result is cached (``fpn_zoo.weights.cache``). Models without weights raise
+            :class:`WeightsNotAvailableError` listing what exists.
         num_classes: Class slots including background. With weights of another class count, only the
             class-specific predictor (``roi_heads.box_predictor.*``) is re-initialised and a warning names the
             dropped tensors.
@@ -117,7 +119,9 @@ def create_model(
         TypeError: Unknown override.
         ValueError: Invalid values, or weights exported for another model.
         WeightsMismatchError: Weights whose tensors do not fit.
-        WeightsNotAvailableError: ``pretrained=True`` where no weights are released.
+        WeightsNotAvailableError: ``pretrained`` where no such weights exist.
+        WeightsDownloadError: Weights that could not be fetched (offline with a cold cache, unknown revision...).
+        WeightsIntegrityError: A download whose sha256 stays wrong after one retry.
 
     Example:
         >>> import fpn_zoo, torch
@@ -126,17 +130,19 @@ def create_model(
         >>> sorted(out[0])
         ['boxes', 'labels', 'scores']
     """
-    if weights is not None and pretrained:
+    if weights is not None and pretrained is not False:
         raise ValueError("Pass either weights=PATH or pretrained=True, not both.")
+    if not isinstance(pretrained, (bool, str)):
+        raise TypeError(f"pretrained must be True/False or a weights tag (str), got {pretrained!r}.")
     if num_classes is not None and (
         not isinstance(num_classes, int) or isinstance(num_classes, bool) or num_classes < 1
     ):
         raise ValueError(f"num_classes must be an integer >= 1 (background included), got {num_classes!r}.")
-    if pretrained:
-        from fpn_zoo.manifest import describe_unavailable
-
-        raise WeightsNotAvailableError(describe_unavailable(name))
     target = resolve_device(device)
+    if pretrained is not False:
+        weights = resolve_pretrained(name, pretrained)
+    elif weights is not None:
+        weights = resolve_weights(weights)
     ckpt = read_checkpoint(weights) if weights is not None else None
     config = _base_config(name, ckpt)
     shapes = ckpt.tensor_shapes() if ckpt is not None else {}  # the header, read once

@@ -234,7 +234,7 @@ def model_report(config: ModelConfig, *, input_size: tuple[int, int] | None = (8
         >>> model_report(get_model_config("fpn_r50_coco"), input_size=None)["num_params"]
         41755286
     """
-    from fpn_zoo.manifest import weights_entries, weights_status
+    from fpn_zoo.weights.manifest import load_manifest, weights_status
 
     data: dict[str, Any] = dataclasses.asdict(inspect_architecture(config))
     data.update({k: list(v) for k, v in data.items() if isinstance(v, tuple)})
@@ -254,8 +254,16 @@ def model_report(config: ModelConfig, *, input_size: tuple[int, int] | None = (8
         categories=list(config.categories),
         resize={"min_size": config.min_size, "max_size": config.max_size},
         weights_status=weights_status(config.name),
-        weights=weights_entries(config.name),
+        weights=[_entry_summary(e) for e in load_manifest().entries(config.name)],
     )
+    return data
+
+
+def _entry_summary(entry: Any) -> dict[str, Any]:
+    """A manifest entry as JSON, label space by name (the categories are listed once, above)."""
+    data = dataclasses.asdict(entry)
+    data.pop("categories")
+    data["gflops_input_size"] = list(entry.gflops_input_size)
     return data
 
 
@@ -308,10 +316,12 @@ def format_report(data: dict[str, Any], *, shown_categories: int = 5) -> str:
         f"  weights      {data['weights_status']}",
     ]
     for entry in data["weights"]:
-        upstream = entry.get("upstream")
-        if entry.get("status") == "convertible" and upstream:
+        if entry["status"] != "not_trained":
             lines.append(
-                f"               get {entry['tag']}: download {upstream['url']}, then `fpn-zoo convert --from "
-                f"{upstream['converter']} FILE --model {data['name']} --out DIR`"
+                f"               load {entry['tag']}: create_model({data['name']!r}, pretrained={entry['tag']!r})"
+                f" or `fpn-zoo download {data['name']} --tag {entry['tag']}`"
             )
+        for metric in entry["metrics"]:
+            figure = f"{metric['dataset']} {metric['metric']} {metric['value']}"
+            lines.append(f"               {figure} ({metric['source']})")
     return "\n".join(lines)

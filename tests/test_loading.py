@@ -180,17 +180,18 @@ def test_unknown_and_identity_overrides_are_refused():
         fpn_zoo.create_model("fpn_r50_coco", min_size=900, max_size=800)
 
 
-def test_pretrained_without_released_weights_explains_the_options():
-    with pytest.raises(WeightsNotAvailableError, match=r"fasterrcnn_resnet50_fpn_coco-258fb6c6\.pth.*fpn-zoo convert"):
-        fpn_zoo.create_model("fpn_r50_coco", pretrained=True)
+def test_pretrained_without_weights_explains_the_options():
     with pytest.raises(
         WeightsNotAvailableError,
-        match=r"No published pretrained weights for 'bifpn_r50_coco'.*"
-        r"pretrained_backbone=True",
+        match=r"'bifpn_r50_coco' has no pretrained weights yet.*not trained yet.*pretrained_backbone=True",
     ):
         fpn_zoo.create_model("bifpn_r50_coco", pretrained=True)
+    with pytest.raises(WeightsNotAvailableError, match=r"no weights tagged 'imagenet' \(tags: \['coco_tv'\]\)"):
+        fpn_zoo.create_model("fpn_r50_coco", pretrained="imagenet")
     with pytest.raises(ValueError, match="either weights=PATH or pretrained=True"):
         fpn_zoo.create_model("fpn_r50_coco", pretrained=True, weights="x")
+    with pytest.raises(TypeError, match="pretrained must be True/False or a weights tag"):
+        fpn_zoo.create_model("fpn_r50_coco", pretrained=1)
 
 
 def test_device_resolution():

@@ -8,8 +8,8 @@ import pytest
 
 import fpn_zoo
 from fpn_zoo.config import BACKBONES, ModelConfig
-from fpn_zoo.manifest import load_manifest, weights_status
 from fpn_zoo.registry import register_model
+from fpn_zoo.weights.manifest import load_manifest, weights_status
 
 
 def test_twenty_models_named_neck_backbone_dataset():
@@ -84,19 +84,19 @@ def test_config_json_round_trip_and_unknown_keys():
 
 def test_manifest_never_claims_unpublished_weights():
     manifest = load_manifest()
-    registered = set(fpn_zoo.list_models())
-    assert set(manifest["models"]) <= registered
-    for name, entry in manifest["models"].items():
-        for weights in entry["weights"]:
-            assert weights["status"] != "published", f"{name}: nothing is published yet"
+    assert set(manifest.models) == set(fpn_zoo.list_models()), "every registered model has a manifest entry"
+    for name, entries in manifest.models.items():
+        for entry in entries:
+            assert entry.status != "published", f"{name}: nothing is published yet"
+            assert entry.status == "not_trained" or name == "fpn_r50_coco"
     assert "convertible" in weights_status("fpn_r50_coco")
-    assert weights_status("augfpn_r50_coco").startswith("no COCO weights yet")
+    assert "not_trained" in weights_status("augfpn_r50_coco")
 
 
 def test_checkout_reads_the_root_manifest():
     from pathlib import Path
 
-    from fpn_zoo.manifest import MANIFEST_PATH
+    from fpn_zoo.weights.manifest import MANIFEST_PATH
 
     assert (Path(__file__).resolve().parents[1] / "weights_manifest.json").resolve() == MANIFEST_PATH
 

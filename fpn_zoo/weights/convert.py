@@ -8,7 +8,6 @@ is therefore a pure renaming; no tensor changes value.
 from __future__ import annotations
 
 import argparse
-import hashlib
 import os
 import pickle
 import re
@@ -19,6 +18,7 @@ import torch
 
 from fpn_zoo.registry import get_model_config
 from fpn_zoo.weights.checkpoint import CheckpointError, save_checkpoint
+from fpn_zoo.weights.integrity import sha256_file
 from fpn_zoo.weights.loading import check_state_dict
 
 # torchvision's COCO_V1 weights were trained with FrozenBatchNorm2d(eps=0.0): its builder calls overwrite_eps(0.0).
@@ -57,15 +57,6 @@ def torchvision_to_zoo_keys(state_dict: Mapping[str, torch.Tensor]) -> dict[str,
             new = pattern.sub(repl, new)
         out[new] = value
     return out
-
-
-def sha256_file(path: str | os.PathLike[str], chunk: int = 1 << 20) -> str:
-    """Hex sha256 of a file, read in 1 MiB chunks."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(chunk):
-            h.update(block)
-    return h.hexdigest()
 
 
 def read_torch_state_dict(path: str | os.PathLike[str]) -> dict[str, torch.Tensor]:
