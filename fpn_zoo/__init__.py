@@ -21,6 +21,8 @@ if TYPE_CHECKING:
     from fpn_zoo.detector import ZooDetector
     from fpn_zoo.factory import WeightsNotAvailableError, create_model
     from fpn_zoo.images import ImageError, load_image, to_model_input
+    from fpn_zoo.weights.hub_download import WeightsDownloadError
+    from fpn_zoo.weights.integrity import WeightsIntegrityError
 
 __version__ = "0.1.0"
 
@@ -28,6 +30,8 @@ __version__ = "0.1.0"
 _LAZY = {
     "create_model": "fpn_zoo.factory",
     "WeightsNotAvailableError": "fpn_zoo.factory",
+    "WeightsDownloadError": "fpn_zoo.weights.hub_download",
+    "WeightsIntegrityError": "fpn_zoo.weights.integrity",
     "ZooDetector": "fpn_zoo.detector",
     "ImageError": "fpn_zoo.images",
     "load_image": "fpn_zoo.images",
@@ -38,6 +42,8 @@ __all__ = [
     "BACKBONES",
     "ImageError",
     "ModelConfig",
+    "WeightsDownloadError",
+    "WeightsIntegrityError",
     "WeightsNotAvailableError",
     "ZooDetector",
     "__version__",

@@ -14,17 +14,19 @@ def _docstring(config: ModelConfig) -> str:
     return f"""{config.name}: Faster R-CNN with a {NECK_TITLES[config.neck]} neck on timm {spec.timm_name}.
 
     Label space: {config.dataset.upper()} ({config.num_classes} slots, label == COCO category id).
-    Weights: `fpn-zoo info {config.name}` shows what is available; without weights the model is randomly initialised.
+    Weights: see `fpn-zoo info {config.name}` or weights_manifest.json; without weights the model is randomly
+    initialised.
 
     Args:
-        weights: Local .safetensors file or exported folder.
-        pretrained: Load released COCO weights; none are published yet, so this raises with the options.
+        weights: Local .safetensors file, exported folder, or "hf-hub:ORG/NAME[@REVISION]".
+        pretrained: True loads the default weights of weights_manifest.json (sha256-verified, cached), a string
+            the weights with that tag; a model without weights raises with the options.
         num_classes: Class slots incl. background; another count re-initialises only the class predictor.
         device: None = CUDA when available, else CPU.
         **overrides: Other ModelConfig fields (e.g. box_score_thresh=0.3, pretrained_backbone=True).
 
     Example:
-        >>> model = torch.hub.load(repo_dir, "{config.name}", source="local", device="cpu")
+        >>> model = torch.hub.load("OWNER/fpn-zoo", "{config.name}", pretrained=True)
     """
 
 
@@ -32,7 +34,7 @@ def _make_entrypoint(name: str) -> Callable[..., Any]:
     def entrypoint(
         *,
         weights: Any = None,
-        pretrained: bool = False,
+        pretrained: bool | str = False,
         num_classes: int | None = None,
         device: Any = None,
         **overrides: Any,
