@@ -67,18 +67,32 @@ def ensure_dir(path: Path, variable: str = CACHE_ENV) -> Path:
 
 
 @contextmanager
-def cache_lock(key: str) -> Iterator[None]:
+def cache_lock(key: str, *, required: bool = True) -> Iterator[None]:
     """An inter-process lock named ``key`` (threads, processes, torchrun ranks on one machine).
 
+    Args:
+        key: Lock name; characters outside ``[A-Za-z0-9_.-]`` are replaced.
+        required: With ``False``, a read-only cache folder means running unlocked instead of failing: for work
+            that only reads (verifying a file in a read-only shared cache), there is nothing to race on.
+
     Raises:
-        CacheNotWritableError: The lock folder cannot be created or written.
+        CacheNotWritableError: The lock folder cannot be created or written (only when ``required``).
     """
-    locks = ensure_dir(cache_dir() / ".locks")
-    safe_key = re.sub(r"[^A-Za-z0-9_.-]", "_", key)
+    locks = cache_dir() / ".locks"
+    lock = FileLock(str(locks / f"{re.sub(r'[^A-Za-z0-9_.-]', '_', key)}.lock"), timeout=_LOCK_TIMEOUT_S)
     try:
-        with FileLock(str(locks / f"{safe_key}.lock"), timeout=_LOCK_TIMEOUT_S):
-            yield
+        ensure_dir(locks)
+        lock.acquire()
     except OSError as err:
-        if is_permission_error(err):
+        if not is_permission_error(err):
+            raise
+        if required:
+            if isinstance(err, CacheNotWritableError):
+                raise
             raise not_writable(locks, err, CACHE_ENV) from err
-        raise
+        yield
+        return
+    try:
+        yield
+    finally:
+        lock.release()

@@ -14,7 +14,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from fpn_zoo.weights.cache import cache_dir, cache_lock, ensure_dir, is_permission_error, not_writable
-from fpn_zoo.weights.integrity import WeightsIntegrityError, forget, matches, record_verified, sha256_file
+from fpn_zoo.weights.integrity import (
+    WeightsIntegrityError,
+    forget,
+    is_recorded,
+    matches,
+    record_verified,
+    sha256_file,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -175,7 +182,9 @@ def fetch_hub_file(
     path = _download(repo_id, filename, revision, **hub_kwargs)
     commit = _commit_of(path)
     expected = _expected_sha256(path, repo_id, commit, filename, sha256)
-    with cache_lock(f"hub-{repo_id}-{commit}-{filename}"):
+    if expected is not None and is_recorded(path, expected):  # warm path: one stat, no lock
+        return HubFile(path, commit, expected)
+    with cache_lock(f"hub-{repo_id}-{commit}-{filename}", required=False):
         if expected is None:  # first use of a non-LFS file from a community repository: record what it is
             digest = sha256_file(path)
             record = _trusted_first_use_record(repo_id, commit, filename)
