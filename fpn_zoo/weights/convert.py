@@ -94,6 +94,7 @@ def convert_torchvision_checkpoint(
     *,
     model: str = "fpn_r50_coco",
     frozen_bn_eps: float | None = None,
+    sha256: str | None = None,
 ) -> Path:
     """Convert a torchvision ``fasterrcnn_resnet50_fpn`` checkpoint into an exported ``fpn_r50_coco`` folder.
 
@@ -119,7 +120,7 @@ def convert_torchvision_checkpoint(
             f"torchvision checkpoints convert only to {SUPPORTED['torchvision']}; {model!r} has no torchvision twin."
         )
     state = torchvision_to_zoo_keys(read_torch_state_dict(src))
-    digest = sha256_file(src)
+    digest = sha256 or sha256_file(src)
     if frozen_bn_eps is None:
         is_coco_v1 = digest.startswith(TORCHVISION_COCO_V1_SHA256_PREFIX)
         frozen_bn_eps = TORCHVISION_COCO_V1_BN_EPS if is_coco_v1 else DEFAULT_BN_EPS

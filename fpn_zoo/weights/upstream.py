@@ -48,12 +48,13 @@ def _expected(upstream: UpstreamSource) -> str:
     return upstream.sha256 or f"{upstream.sha256_prefix}... (prefix published by the upstream)"
 
 
-def _fetch_upstream_file(upstream: UpstreamSource) -> Path:
-    """The verified upstream file in torch's checkpoint folder; downloads it (twice at most) if needed."""
+def _fetch_upstream_file(upstream: UpstreamSource) -> tuple[Path, str]:
+    """The verified upstream file in torch's checkpoint folder and its sha256; downloads it (twice at most)."""
     target = Path(torch.hub.get_dir()) / "checkpoints" / upstream.filename
     if target.is_file():
-        if _hash_ok(sha256_file(target), upstream):
-            return target
+        digest = sha256_file(target)
+        if _hash_ok(digest, upstream):
+            return target, digest
         logger.warning("%s does not match its published hash %s: deleting it.", target, upstream.sha256_prefix)
         target.unlink()
     if _offline():
@@ -71,7 +72,7 @@ def _fetch_upstream_file(upstream: UpstreamSource) -> Path:
             digest = sha256_file(tmp)
             if _hash_ok(digest, upstream):
                 os.replace(tmp, target)
-                return target
+                return target, digest
             logger.warning("Download %d of %s has sha256 %s, expected %s.", attempt, upstream.url, digest, upstream)
         except OSError as err:  # URLError, HTTPError, connection reset: all OSError
             raise WeightsDownloadError(f"Could not download {upstream.url}: {err}") from err
@@ -83,13 +84,13 @@ def _fetch_upstream_file(upstream: UpstreamSource) -> Path:
     )
 
 
-def _convert(entry: WeightsEntry, src: Path, dest: Path) -> None:
+def _convert(entry: WeightsEntry, src: Path, src_sha256: str, dest: Path) -> None:
     from fpn_zoo.weights.convert import convert_torchvision_checkpoint
 
     ensure_dir(dest.parent)
     staging = Path(tempfile.mkdtemp(dir=dest.parent, prefix=f".{dest.name}."))
     try:
-        convert_torchvision_checkpoint(src, staging, model=entry.model)
+        convert_torchvision_checkpoint(src, staging, model=entry.model, sha256=src_sha256)
         digest = sha256_file(staging / "model.safetensors")
         (staging / _DIGEST_FILE).write_text(digest + "\n")
         shutil.rmtree(dest, ignore_errors=True)
@@ -125,7 +126,7 @@ def fetch_converted(entry: WeightsEntry) -> Path:
             return dest
         if dest.exists():
             logger.warning("Cached conversion %s is incomplete or corrupt: converting again.", dest)
-        src = _fetch_upstream_file(entry.upstream)  # type: ignore[arg-type]  # converted_dir checked it
+        src, src_sha256 = _fetch_upstream_file(entry.upstream)  # type: ignore[arg-type]  # converted_dir checked it
         logger.info("Converting %s to %s", src, dest)
-        _convert(entry, src, dest)
+        _convert(entry, src, src_sha256, dest)
     return dest
