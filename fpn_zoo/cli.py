@@ -1,4 +1,4 @@
-"""The ``fpn-zoo`` command line: ``list``, ``info``, ``predict`` and ``convert``.
+"""The ``fpn-zoo`` command line: ``list``, ``info``, ``predict``, ``convert``, ``download``, ``export``, ``publish``.
 
 Example:
     .. code-block:: console
@@ -7,6 +7,9 @@ Example:
         $ fpn-zoo info fpn_r50_coco --input-size 800x1216
         $ fpn-zoo convert --from torchvision fasterrcnn_resnet50_fpn_coco-258fb6c6.pth --model fpn_r50_coco --out w/
         $ fpn-zoo predict photo.jpg --model fpn_r50_coco --weights w/ --score-thr 0.5
+        $ fpn-zoo download fpn_r50_coco            # prefetch verified weights for offline use
+        $ fpn-zoo export --model fpn_r50_coco --checkpoint w/ --out export/ --tag coco_tv
+        $ fpn-zoo publish export/ --repo-id acme/fpn_r50_coco --dry-run
 
 Expected failures (unknown model, bad file, bad option value) print one line ``fpn-zoo: error: ...`` on stderr and
 exit with status 2. Heavy modules (torch, timm) are imported by the commands, so ``fpn-zoo --help`` stays instant.
@@ -24,6 +27,7 @@ import sys
 from pathlib import Path
 from typing import Any, NoReturn
 
+from fpn_zoo.publish.commands import add_export_command, add_publish_command
 from fpn_zoo.registry import UnknownModelError, get_model_config, list_models
 
 __all__ = ["main"]
@@ -74,14 +78,15 @@ def _positive_int(text: str) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """The ``fpn-zoo`` argument parser with its four subcommands.
+    """The ``fpn-zoo`` argument parser with its subcommands.
 
     Example:
         >>> build_parser().parse_args(["info", "fpn_r50_coco", "--input-size", "64x96"]).input_size
         (64, 96)
     """
     parser = _Parser(prog=PROG, description="Faster R-CNN detectors with FPN, PANet, BiFPN and AugFPN necks.")
-    sub = parser.add_subparsers(dest="command", required=True, metavar="{list,info,predict,convert}")
+    commands = "{list,info,predict,convert,download,export,publish}"
+    sub = parser.add_subparsers(dest="command", required=True, metavar=commands)
 
     p = sub.add_parser("list", help="list the models with backbone, neck and parameter count")
     p.add_argument("pattern", nargs="?", help="shell-style filter such as 'bifpn_*'; a plain word matches anywhere")
@@ -101,7 +106,12 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("predict", help="detect objects in images; writes <stem>.png and <stem>.json per image")
     p.add_argument("images", nargs="*", type=Path, help="image files (default: the packaged sample image)")
     p.add_argument("--model", required=True, help="model name, e.g. fpn_r50_coco")
-    p.add_argument("--weights", type=Path, help="exported folder or .safetensors file (default: random init)")
+    source = p.add_mutually_exclusive_group()
+    source.add_argument("--weights", type=Path, help="exported folder or .safetensors file (default: random init)")
+    source.add_argument(
+        "--pretrained", nargs="?", const=True, default=False, metavar="TAG",
+        help="the model's weights from weights_manifest.json: the default entry, or the one tagged TAG",
+    )  # fmt: skip
     p.add_argument("--out", type=Path, default=Path("predictions"), help="output folder (default: ./predictions)")
     p.add_argument("--device", help="cpu, cuda, cuda:N or mps (default: cuda when available, else cpu)")
     p.add_argument(
@@ -122,6 +132,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="BatchNorm eps the weights were trained with (default: 0.0 for torchvision's COCO_V1 file, else 1e-5)",
     )  # fmt: skip
     p.set_defaults(handler=_cmd_convert)
+    p = sub.add_parser("download", help="prefetch a model's verified weights for offline use; says what to copy")
+    p.add_argument("name", help="model name, e.g. fpn_r50_coco")
+    p.add_argument("--tag", help="weights tag in weights_manifest.json (default: the model's default weights)")
+    p.set_defaults(handler=_cmd_download)
+
+    add_export_command(sub)
+    add_publish_command(sub)
     return parser
 
 
@@ -191,6 +208,11 @@ def _cmd_predict(args: argparse.Namespace) -> int:
     from fpn_zoo.images import ImageError, load_image, sample_image_path
     from fpn_zoo.weights.manifest import weights_status
 
+    if isinstance(args.pretrained, str) and not re.match(r"^[a-z0-9][a-z0-9_]*$", args.pretrained):
+        raise ValueError(
+            f"--pretrained {args.pretrained!r} is not a weights tag; list images before --pretrained, or write "
+            "--pretrained=TAG."
+        )
     device = resolve_device(args.device)
     paths: list[Path] = list(args.images)
     if not paths:
@@ -201,7 +223,7 @@ def _cmd_predict(args: argparse.Namespace) -> int:
             raise ImageError(f"No such image file: '{path}'.")
     if args.out.exists() and not args.out.is_dir():
         raise ValueError(f"--out {str(args.out)!r} exists and is not a folder.")
-    if args.weights is None:
+    if args.weights is None and args.pretrained is False:
         print(
             f"{PROG}: warning: no --weights given, so {args.model} is RANDOMLY INITIALISED and its detections are "
             f"meaningless. Weights for it: {weights_status(args.model)}.",
@@ -211,7 +233,7 @@ def _cmd_predict(args: argparse.Namespace) -> int:
     for key in ("min_size", "max_size"):
         if getattr(args, key) is not None:
             overrides[key] = getattr(args, key)
-    model = create_model(args.model, weights=args.weights, device=device, **overrides)
+    model = create_model(args.model, weights=args.weights, pretrained=args.pretrained, device=device, **overrides)
     categories = model.config.categories
     args.out.mkdir(parents=True, exist_ok=True)
     for path, stem in zip(paths, _unique_stems(paths), strict=True):
@@ -232,13 +254,19 @@ def _cmd_predict(args: argparse.Namespace) -> int:
             "width": image.shape[2],
             "height": image.shape[1],
             "model": args.model,
-            "weights": None if args.weights is None else str(args.weights),
+            "weights": _weights_label(args),
             "score_thr": args.score_thr,
             "detections": detections,
         }
         record_path.write_text(json.dumps(record, indent=2) + "\n")
         print(f"{path}: {len(detections)} detection(s) with score >= {args.score_thr:g} -> {png}, {record_path}")
     return 0
+
+
+def _weights_label(args: argparse.Namespace) -> str | None:
+    if args.pretrained is not False:
+        return "pretrained" if args.pretrained is True else f"pretrained:{args.pretrained}"
+    return None if args.weights is None else str(args.weights)
 
 
 def _cmd_convert(args: argparse.Namespace) -> int:
@@ -253,12 +281,60 @@ def _cmd_convert(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_download(args: argparse.Namespace) -> int:
+    get_model_config(args.name)  # an unknown name fails before torch is imported
+    from huggingface_hub import constants
+
+    from fpn_zoo.weights import resolve
+    from fpn_zoo.weights.cache import cache_dir
+
+    entry = resolve.select_entry(args.name, args.tag or True)
+    path = resolve.resolve_pretrained(args.name, entry.tag)
+    print(f"{args.name} (tag {entry.tag}, {entry.status}): verified weights at {path}")
+    fpn_cache = cache_dir()
+    if entry.hub is not None:
+        repo_folder = Path(constants.HF_HUB_CACHE) / f"models--{entry.hub.repo_id.replace('/', '--')}"
+        copies = [
+            ("HF_HUB_CACHE", constants.HF_HUB_CACHE, f"holds it in {repo_folder.name}/ (pinned commit)"),
+            ("FPN_ZOO_CACHE", fpn_cache, "sha256 verification records (optional: else the file is hashed once)"),
+        ]
+    else:
+        import torch
+
+        copies = [
+            ("FPN_ZOO_CACHE", fpn_cache, "holds the converted weights in converted/ and their verification records"),
+            ("TORCH_HOME", Path(torch.hub.get_dir()).parent, "the upstream .pth in hub/checkpoints/ (optional: only "
+             "needed to convert again)"),
+        ]  # fmt: skip
+    print("For offline use (a plane, an air-gapped machine, a Docker image), copy these folders:")
+    for variable, folder, what in copies:
+        print(f"  {variable}={folder}  {what}")
+    print("and on the target set the same variables and HF_HUB_OFFLINE=1; "
+          f"`fpn_zoo.create_model({args.name!r}, pretrained={entry.tag!r})` then loads without network.")  # fmt: skip
+    return 0
+
+
 def _expected_errors() -> tuple[type[BaseException], ...]:
     # Imported only once an error is being handled, so that `fpn-zoo --help` never pays for importing torch.
     # Deliberately not TypeError, KeyError or RuntimeError in general: those are bugs and keep their traceback.
+    # The weights errors are listed although some are ValueError/OSError subclasses: this is the list to read.
     from fpn_zoo.factory import WeightsNotAvailableError
+    from fpn_zoo.publish.publish import UploadError
+    from fpn_zoo.weights.cache import CacheNotWritableError
+    from fpn_zoo.weights.hub_download import WeightsDownloadError
+    from fpn_zoo.weights.integrity import WeightsIntegrityError
+    from fpn_zoo.weights.manifest import ManifestError
 
-    return (ValueError, OSError, WeightsNotAvailableError)
+    return (
+        ValueError,
+        OSError,
+        WeightsNotAvailableError,
+        WeightsDownloadError,
+        WeightsIntegrityError,
+        CacheNotWritableError,
+        ManifestError,
+        UploadError,
+    )
 
 
 def _fail(message: object) -> int:

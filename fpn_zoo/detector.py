@@ -14,6 +14,7 @@ from fpn_zoo.heads import SoftRoISelection
 from fpn_zoo.images import ImageError, check_model_input
 from fpn_zoo.necks import Neck, build_neck
 from fpn_zoo.necks.fusion import PyramidFeatures
+from fpn_zoo.weights.hub_mixin import ZooHubMixin
 
 _DEFAULT_TRAINABLE_LAYERS = 3  # torchvision's default whenever pretrained weights are involved
 
@@ -31,13 +32,15 @@ class BackboneWithNeck(nn.Module):
         return self.neck(self.body(x))
 
 
-class ZooDetector(FasterRCNN):
+class ZooDetector(FasterRCNN, ZooHubMixin):
     """torchvision ``FasterRCNN`` built from a :class:`~fpn_zoo.config.ModelConfig`.
 
     Behaves exactly like torchvision's detectors: in eval mode ``model(images)`` takes a list of ``(3, H, W)`` float
     tensors in [0, 1] and returns one dict per image with ``boxes`` (x1, y1, x2, y2 in input pixels), ``scores`` and
     ``labels`` (COCO category ids for COCO models); in train mode ``model(images, targets)`` returns a dict of
     losses. Inputs are checked first, so a uint8 or HWC tensor fails with a message instead of garbage detections.
+    ``from_pretrained``, ``save_pretrained`` and ``push_to_hub`` work as on Hugging Face Hub models
+    (:class:`~fpn_zoo.weights.hub_mixin.ZooHubMixin`).
 
     Attributes:
         config: The architecture this model was built from (what ``config.json`` stores).

@@ -313,3 +313,73 @@ def test_console_script_runs():
     bad = subprocess.run([*_console_script(), "info", "nope"], capture_output=True, text=True, timeout=120)
     assert bad.returncode == 2
     _assert_one_line_error(bad.stderr, "Unknown model 'nope'")
+
+
+# --- download, predict --pretrained ------------------------------------------------------------------------------
+
+
+def test_download_reports_the_verified_file_and_what_to_copy(capsys, tmp_path, monkeypatch):
+    """A published entry served from a Hugging Face cache filled beforehand: the path an offline machine takes."""
+    import hashlib
+
+    from huggingface_hub import constants
+
+    from fpn_zoo.weights.manifest import MANIFEST_PATH
+
+    commit = "c" * 40
+    snapshot = tmp_path / "hf" / "models--acme--fpn_r50_coco" / "snapshots" / commit
+    snapshot.mkdir(parents=True)
+    (snapshot / "model.safetensors").write_bytes(b"stand-in weights: download does not load them")
+    (snapshot / "config.json").write_text("{}\n")
+    data = json.loads(MANIFEST_PATH.read_text())
+    data["models"]["fpn_r50_coco"]["weights"].append({
+        **data["models"]["fpn_r50_coco"]["weights"][0],
+        "tag": "acme", "status": "published", "upstream": None,
+        "hub": {
+            "repo_id": "acme/fpn_r50_coco", "filename": "model.safetensors", "revision": commit,
+            "sha256": hashlib.sha256((snapshot / "model.safetensors").read_bytes()).hexdigest(),
+            "size": (snapshot / "model.safetensors").stat().st_size,
+        },
+    })  # fmt: skip
+    manifest = tmp_path / "manifest.json"
+    manifest.write_text(json.dumps(data))
+    monkeypatch.setenv("FPN_ZOO_MANIFEST", str(manifest))
+    monkeypatch.setenv("FPN_ZOO_CACHE", str(tmp_path / "fpn_zoo"))
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hf"))
+    code, out, err = _run(capsys, "download", "fpn_r50_coco", "--tag", "acme")
+    assert code == 0, err
+    assert f"fpn_r50_coco (tag acme, published): verified weights at {snapshot / 'model.safetensors'}" in out
+    assert f"HF_HUB_CACHE={tmp_path / 'hf'}" in out and "models--acme--fpn_r50_coco" in out
+    assert f"FPN_ZOO_CACHE={tmp_path / 'fpn_zoo'}" in out and "HF_HUB_OFFLINE=1" in out
+
+
+def test_download_errors_are_one_line(capsys, tmp_path, monkeypatch):
+    from huggingface_hub import constants
+
+    code, _, err = _run(capsys, "download", "panet_r50_coco")
+    assert code == 2
+    _assert_one_line_error(err, "'panet_r50_coco' has no pretrained weights yet")
+    code, _, err = _run(capsys, "download", "fpn_r50_coco", "--tag", "nope")
+    assert code == 2
+    _assert_one_line_error(err, "no weights tagged 'nope'", "coco_tv")
+    # Offline with empty caches: the convertible entry cannot be fetched (WeightsDownloadError, a RuntimeError).
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
+    monkeypatch.setenv("FPN_ZOO_CACHE", str(tmp_path / "fpn_zoo"))
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    code, _, err = _run(capsys, "download", "fpn_r50_coco")
+    assert code == 2
+    _assert_one_line_error(err, "HF_HUB_OFFLINE=1 forbids downloading", "fpn-zoo download")
+
+
+def test_predict_pretrained_option(capsys, tmp_path):
+    out = str(tmp_path / "o")
+    code, _, err = _run(capsys, "predict", "--model", "panet_r50_coco", "--pretrained", "--out", out, *FAST)
+    assert code == 2
+    _assert_one_line_error(err, "'panet_r50_coco' has no pretrained weights yet")
+    code, _, err = _run(capsys, "predict", "--model", "fpn_r50_coco", "--pretrained", "img.jpg", "--out", out)
+    assert code == 2
+    _assert_one_line_error(err, "--pretrained 'img.jpg' is not a weights tag")
+    code, _, err = _run(capsys, "predict", "--model", "fpn_r50_coco", "--pretrained", "--weights", "w", "--out", out)
+    assert code == 2
+    _assert_one_line_error(err, "not allowed with argument")
+    assert not (tmp_path / "o").exists()

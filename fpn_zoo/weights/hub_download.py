@@ -76,6 +76,14 @@ def _translate(err: Exception, repo_id: str, filename: str, revision: str | None
             f"`hf auth login` or set HF_TOKEN). If revision {revision or 'main'!r} does not exist, some mirrors "
             "answer this way too."
         )
+    if (
+        isinstance(err, errors.LocalEntryNotFoundError)
+        and not constants.HF_HUB_OFFLINE
+        and isinstance(err.__cause__, errors.HfHubHTTPError)
+    ):
+        # huggingface_hub wraps a failed metadata request in LocalEntryNotFoundError ("check your connection") even
+        # when the server answered with an error status, e.g. a mirror's 500 for a commit it does not have.
+        return _translate(err.__cause__, repo_id, filename, revision)
     if isinstance(err, errors.LocalEntryNotFoundError):
         reason = (
             "HF_HUB_OFFLINE=1 forbids downloading"
@@ -161,6 +169,7 @@ def fetch_hub_file(
     *,
     sha256: str | None = None,
     size: int | None = None,
+    force_download: bool = False,
     **hub_kwargs,
 ) -> HubFile:
     """Download (or find in the cache) one file and verify its full sha256 before returning it.
@@ -172,6 +181,7 @@ def fetch_hub_file(
         sha256: Expected digest (the manifest's). Without it: the Hub's LFS sha256 when the file is an LFS file,
             else the digest recorded at the first download of this commit (trust on first use).
         size: Expected size in bytes, checked before hashing.
+        force_download: Download again even if the file is cached (the new copy is verified like any other).
         **hub_kwargs: ``token``, ``cache_dir``, ``local_files_only``, ``endpoint`` for ``hf_hub_download``.
 
     Raises:
@@ -179,7 +189,7 @@ def fetch_hub_file(
         WeightsIntegrityError: The file is wrong even after deleting it and downloading it again.
         CacheNotWritableError: The cache cannot be written.
     """
-    path = _download(repo_id, filename, revision, **hub_kwargs)
+    path = _download(repo_id, filename, revision, force=force_download, **hub_kwargs)
     commit = _commit_of(path)
     expected = _expected_sha256(path, repo_id, commit, filename, sha256)
     if expected is not None and is_recorded(path, expected):  # warm path: one stat, no lock

@@ -33,8 +33,8 @@ MANIFEST_PATH = _ROOT_MANIFEST if _ROOT_MANIFEST.is_file() else _PACKAGED_MANIFE
 
 _HEX40 = re.compile(r"^[0-9a-f]{40}$")
 _HEX64 = re.compile(r"^[0-9a-f]{64}$")
-_REPO_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[A-Za-z0-9][\w.-]*$")
-_TAG = re.compile(r"^[a-z0-9][a-z0-9_]*$")
+REPO_ID_PATTERN = re.compile(r"^[A-Za-z0-9][\w.-]*/[A-Za-z0-9][\w.-]*$")
+TAG_PATTERN = re.compile(r"^[a-z0-9][a-z0-9_]*$")
 
 
 class ManifestError(ValueError):
@@ -167,7 +167,7 @@ def _parse_hub(obj: Any, where: str) -> HubLocation:
         raise ManifestError(f"{where}: expected an object, got {obj!r}.")
     _check_unknown(obj, {"repo_id", "filename", "revision", "sha256", "size"}, where)
     repo_id = _require(obj, "repo_id", str, where)
-    if not _REPO_ID.match(repo_id):
+    if not REPO_ID_PATTERN.match(repo_id):
         raise ManifestError(f"{where}.repo_id: {repo_id!r} is not a Hub repository id ('org/name').")
     revision = _require(obj, "revision", str, where)
     if not _HEX40.match(revision):
@@ -239,7 +239,7 @@ def _parse_entry(model: str, obj: Any, label_spaces: dict[str, tuple[str, ...]],
         raise ManifestError(f"{where}: expected an object, got {obj!r}.")
     _check_unknown(obj, _ENTRY_FIELDS, where)
     tag = _require(obj, "tag", str, where)
-    if not _TAG.match(tag):
+    if not TAG_PATTERN.match(tag):
         raise ManifestError(f"{where}.tag: {tag!r} must be lowercase letters, digits and underscores.")
     status = _require(obj, "status", str, where)
     if status not in STATUSES:
