@@ -50,6 +50,7 @@ from hub_servers import (
     spawn_child,
     state_digest,
 )
+from model_helpers import model_with_detections, randomise
 
 import fpn_zoo
 from fpn_zoo.weights.checkpoint import save_checkpoint
@@ -233,14 +234,7 @@ class ColdLoad:
 @pytest.fixture(scope="module")
 def exported(tmp_path_factory, single_thread) -> Exported:
     """A random fpn_r50_coco whose detections are not empty: non-trivial BatchNorm statistics, peaky class logits."""
-    torch.manual_seed(0)
-    model = fpn_zoo.create_model(MODEL, device="cpu", **SIZE)
-    with torch.no_grad():
-        for m in model.modules():
-            if isinstance(m, torch.nn.BatchNorm2d):
-                m.running_mean.normal_(0, 0.1)
-                m.running_var.uniform_(0.5, 1.5)
-        model.roi_heads.box_predictor.cls_score.weight.mul_(20)
+    model = model_with_detections(MODEL, **SIZE)
     folder = save_checkpoint(model.state_dict(), model.config, tmp_path_factory.mktemp("export") / MODEL)
     reloaded = fpn_zoo.create_model(MODEL, weights=folder, device="cpu", **SIZE)
     expected = detections(reloaded)
@@ -268,26 +262,6 @@ def olah(tmp_path_factory, exported) -> Mirror:
         server.stop()
 
 
-@torch.no_grad()
-def randomise(model: torch.nn.Module, seed: int) -> None:
-    """Random weights and BatchNorm statistics, scaled so activations stay finite (as in the equivalence test)."""
-    g = torch.Generator().manual_seed(seed)
-    for name, t in model.state_dict().items():
-        if not t.is_floating_point():
-            continue
-        if name.endswith("running_var"):
-            t.copy_(torch.rand(t.shape, generator=g) * 1.5 + 0.5)
-        elif name.endswith(("running_mean", ".bias")):
-            t.copy_(torch.randn(t.shape, generator=g) * 0.1)
-        elif t.dim() == 1:  # BatchNorm scale
-            t.copy_(torch.rand(t.shape, generator=g) * 0.5 + 0.5)
-        else:
-            t.copy_(torch.randn(t.shape, generator=g) * (1.0 / t[0].numel()) ** 0.5)
-    # Logits peaky enough for a dozen detections above TV_OPTIONS' threshold, not so peaky that scores saturate at 1.0
-    # (ties there make the order, and the top-100 cut, depend on rounding).
-    model.roi_heads.box_predictor.cls_score.weight.mul_(3.0)
-
-
 @pytest.fixture(scope="module")
 def file_server() -> CountingFileServer:
     with CountingFileServer() as server:
@@ -304,7 +278,9 @@ def upstream(tmp_path_factory, file_server, single_thread) -> Upstream:
     from torchvision.models.detection import fasterrcnn_resnet50_fpn
 
     tv = fasterrcnn_resnet50_fpn(weights=None, weights_backbone=None, **TV_OPTIONS)
-    randomise(tv, seed=0)
+    # Logits peaky enough for a dozen detections above TV_OPTIONS' threshold, not so peaky that scores saturate at
+    # 1.0 (ties there make the order, and the top-100 cut, depend on rounding).
+    randomise(tv, seed=0, logit_scale=3.0)
     tv.eval()
     folder = tmp_path_factory.mktemp("upstream")
     tmp = folder / "state.pth"

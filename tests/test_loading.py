@@ -7,6 +7,7 @@ import warnings
 
 import pytest
 import torch
+from model_helpers import SMALL, detect, model_with_detections
 from safetensors.torch import save_file
 from torchvision.ops.misc import FrozenBatchNorm2d
 
@@ -15,26 +16,11 @@ from fpn_zoo.factory import WeightsNotAvailableError, resolve_device
 from fpn_zoo.weights.checkpoint import CheckpointError, read_checkpoint, save_checkpoint
 from fpn_zoo.weights.loading import WeightsMismatchError
 
-SMALL = {"min_size": 96, "max_size": 128, "box_score_thresh": 0.0}
-
-
-def detect(model, seed=0):
-    g = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        return model([torch.rand(3, 90, 120, generator=g)])[0]
-
 
 @pytest.fixture(scope="module")
 def exported(tmp_path_factory):
     """An fpn_r50_coco with random weights and non-trivial BatchNorm statistics, exported to a folder."""
-    torch.manual_seed(0)
-    model = fpn_zoo.create_model("fpn_r50_coco", device="cpu", **SMALL)
-    with torch.no_grad():
-        for m in model.modules():
-            if isinstance(m, torch.nn.BatchNorm2d):
-                m.running_mean.normal_(0, 0.1)
-                m.running_var.uniform_(0.5, 1.5)
-        model.roi_heads.box_predictor.cls_score.weight.mul_(20)
+    model = model_with_detections("fpn_r50_coco")
     out = save_checkpoint(model.state_dict(), model.config, tmp_path_factory.mktemp("w") / "fpn_r50_coco")
     return model, out
 

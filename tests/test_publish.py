@@ -22,6 +22,7 @@ import pytest
 import torch
 from huggingface_hub import CommitInfo, HfApi, ModelCard
 from huggingface_hub.hf_api import RepoUrl
+from model_helpers import detect, model_with_detections
 
 import fpn_zoo
 from fpn_zoo.cli import main
@@ -33,7 +34,6 @@ from fpn_zoo.weights.hub_download import HubFile
 from fpn_zoo.weights.loading import WeightsMismatchError
 from fpn_zoo.weights.manifest import MANIFEST_PATH, Metric, load_manifest, parse_manifest
 
-SMALL = {"min_size": 96, "max_size": 128, "box_score_thresh": 0.0}
 FAKE_GFLOPS = 123.456
 COMMIT = "3f1e2d4c5b6a79808f7e6d5c4b3a291817161514"
 BCCD = ("__background__", "RBC", "WBC", "Platelets")
@@ -62,23 +62,10 @@ def sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-def detect(model, seed=0):
-    g = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        return model([torch.rand(3, 90, 120, generator=g)])[0]
-
-
 @pytest.fixture(scope="module")
 def source(tmp_path_factory):
     """A random fpn_r50_coco with non-trivial BatchNorm statistics, saved as a checkpoint with provenance."""
-    torch.manual_seed(0)
-    model = fpn_zoo.create_model("fpn_r50_coco", device="cpu", **SMALL)
-    with torch.no_grad():
-        for m in model.modules():
-            if isinstance(m, torch.nn.BatchNorm2d):
-                m.running_mean.normal_(0, 0.1)
-                m.running_var.uniform_(0.5, 1.5)
-        model.roi_heads.box_predictor.cls_score.weight.mul_(20)
+    model = model_with_detections("fpn_r50_coco")
     folder = tmp_path_factory.mktemp("src") / "fpn_r50_coco"
     save_checkpoint(model.state_dict(), model.config, folder, extra={"source": {"trained_by": "tests"}})
     return model.eval(), folder

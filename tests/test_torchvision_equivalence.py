@@ -7,6 +7,7 @@ import pickle
 
 import pytest
 import torch
+from model_helpers import randomise
 from torchvision.models import resnet50
 from torchvision.models.detection import FasterRCNN
 from torchvision.models.detection.backbone_utils import _resnet_fpn_extractor
@@ -33,30 +34,10 @@ def torchvision_coco_v1_model() -> FasterRCNN:
     return model
 
 
-@torch.no_grad()
-def randomise(model: torch.nn.Module, seed: int) -> None:
-    """Random weights *and* random BatchNorm statistics, scaled so activations stay finite through 50 layers."""
-    g = torch.Generator().manual_seed(seed)
-    for name, t in model.state_dict().items():
-        if not t.is_floating_point():
-            continue
-        if name.endswith("running_var"):
-            t.copy_(torch.rand(t.shape, generator=g) * 1.5 + 0.5)
-        elif name.endswith("running_mean") or name.endswith(".bias"):
-            t.copy_(torch.randn(t.shape, generator=g) * 0.1)
-        elif t.dim() == 1:  # BatchNorm scale
-            t.copy_(torch.rand(t.shape, generator=g) * 0.5 + 0.5)
-        else:
-            fan_in = t[0].numel()
-            t.copy_(torch.randn(t.shape, generator=g) * (1.0 / fan_in) ** 0.5)
-    # Peaky class logits so that detections pass the 0.05 score threshold.
-    model.roi_heads.box_predictor.cls_score.weight.mul_(40.0)
-
-
 @pytest.fixture(scope="module")
 def converted(tmp_path_factory):
     tv = torchvision_coco_v1_model()
-    randomise(tv, seed=0)
+    randomise(tv, seed=0, logit_scale=40.0)  # peaky: detections pass the 0.05 score threshold
     tv.eval()
     src = tmp_path_factory.mktemp("tv") / "fasterrcnn_resnet50_fpn_random.pth"
     torch.save(tv.state_dict(), src)

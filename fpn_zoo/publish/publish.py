@@ -34,14 +34,13 @@ from fpn_zoo.publish.export import (
 )
 from fpn_zoo.publish.manifest_update import apply_entry, build_entry, read_manifest_data, write_manifest
 from fpn_zoo.weights.checkpoint import CONFIG_FILENAME, WEIGHTS_FILENAME, read_checkpoint
-from fpn_zoo.weights.manifest import REPO_ID_PATTERN, ManifestError, Metric, manifest_path
+from fpn_zoo.weights.manifest import COMMIT_PATTERN, REPO_ID_PATTERN, ManifestError, Metric, manifest_path
 
 __all__ = ["PublishPlan", "PublishResult", "UploadError", "plan_publish", "publish_export"]
 
 EXPORT_FILES = (WEIGHTS_FILENAME, CONFIG_FILENAME, CARD_FILENAME)
 PENDING_REVISION = "<commit id of the upload>"
 _DUMMY_COMMIT = "0" * 40  # stands in for the commit id when the entry is validated before the upload
-_HEX40 = re.compile(r"^[0-9a-f]{40}$")
 _BRANCH = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9._/-]*$")
 _CARD_SHA256 = re.compile(r"sha256 `([0-9a-f]{64})`")
 
@@ -104,7 +103,7 @@ def check_branch(branch: str) -> str:
     """A branch name for ``upload_folder(revision=...)``: not a commit id, tag path or PR ref."""
     bad = (
         not _BRANCH.match(branch)
-        or _HEX40.match(branch)
+        or COMMIT_PATTERN.match(branch)
         or branch.startswith("refs/")
         or ".." in branch
         or "//" in branch
@@ -383,7 +382,7 @@ def publish_export(
             commit_message=f"Publish {plan.config.name} weights ({plan.tag}) with fpn-zoo",
         )
     commit = getattr(info, "oid", None)
-    if not isinstance(commit, str) or not _HEX40.match(commit):
+    if not isinstance(commit, str) or not COMMIT_PATTERN.match(commit):
         raise UploadError(f"The upload to {repo_id} returned no commit id ({info!r}); the manifest was not changed.")
     entry = {**plan.entry, "hub": {**plan.entry["hub"], "revision": commit}}
     try:

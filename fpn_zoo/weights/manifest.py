@@ -31,7 +31,7 @@ _ROOT_MANIFEST = Path(__file__).resolve().parents[2] / "weights_manifest.json"
 _PACKAGED_MANIFEST = Path(__file__).resolve().parents[1] / "weights_manifest.json"
 MANIFEST_PATH = _ROOT_MANIFEST if _ROOT_MANIFEST.is_file() else _PACKAGED_MANIFEST
 
-_HEX40 = re.compile(r"^[0-9a-f]{40}$")
+COMMIT_PATTERN = re.compile(r"^[0-9a-f]{40}$")
 _HEX64 = re.compile(r"^[0-9a-f]{64}$")
 REPO_ID_PATTERN = re.compile(r"^[A-Za-z0-9][\w.-]*/[A-Za-z0-9][\w.-]*$")
 TAG_PATTERN = re.compile(r"^[a-z0-9][a-z0-9_]*$")
@@ -170,7 +170,7 @@ def _parse_hub(obj: Any, where: str) -> HubLocation:
     if not REPO_ID_PATTERN.match(repo_id):
         raise ManifestError(f"{where}.repo_id: {repo_id!r} is not a Hub repository id ('org/name').")
     revision = _require(obj, "revision", str, where)
-    if not _HEX40.match(revision):
+    if not COMMIT_PATTERN.match(revision):
         raise ManifestError(f"{where}.revision: {revision!r} must be a full 40-hex commit id (branches move).")
     sha256 = _require(obj, "sha256", str, where)
     if not _HEX64.match(sha256):
