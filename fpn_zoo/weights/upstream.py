@@ -48,7 +48,7 @@ def _expected(upstream: UpstreamSource) -> str:
     return upstream.sha256 or f"{upstream.sha256_prefix}... (prefix published by the upstream)"
 
 
-def _fetch_upstream_file(upstream: UpstreamSource) -> tuple[Path, str]:
+def _fetch_upstream_file(upstream: UpstreamSource, converted: Path) -> tuple[Path, str]:
     """The verified upstream file in torch's checkpoint folder and its sha256; downloads it (twice at most)."""
     target = Path(torch.hub.get_dir()) / "checkpoints" / upstream.filename
     if target.is_file():
@@ -59,9 +59,10 @@ def _fetch_upstream_file(upstream: UpstreamSource) -> tuple[Path, str]:
         target.unlink()
     if _offline():
         raise WeightsDownloadError(
-            f"{upstream.filename} is not in torch's checkpoint cache {target.parent} and HF_HUB_OFFLINE=1 forbids "
-            f"downloading it. Fill the cache on a connected machine (`fpn-zoo download MODEL`, or download "
-            f"{upstream.url} into {target.parent}) and copy it here, or pass weights=PATH."
+            f"Neither a converted copy ({converted}) nor the upstream {upstream.filename} (torch's checkpoint cache "
+            f"{target.parent}) is cached, and HF_HUB_OFFLINE=1 forbids downloading it. Fill the caches on a "
+            f"connected machine (`fpn-zoo download MODEL`, or download {upstream.url} into {target.parent}) and "
+            "copy them here (FPN_ZOO_CACHE and TORCH_HOME say where), or pass weights=PATH."
         )
     ensure_dir(target.parent, "TORCH_HOME")
     for attempt in (1, 2):
@@ -126,7 +127,7 @@ def fetch_converted(entry: WeightsEntry) -> Path:
             return dest
         if dest.exists():
             logger.warning("Cached conversion %s is incomplete or corrupt: converting again.", dest)
-        src, src_sha256 = _fetch_upstream_file(entry.upstream)  # type: ignore[arg-type]  # converted_dir checked it
+        src, src_sha256 = _fetch_upstream_file(entry.upstream, dest)  # type: ignore[arg-type]  # converted_dir checked it
         logger.info("Converting %s to %s", src, dest)
         _convert(entry, src, src_sha256, dest)
     return dest
