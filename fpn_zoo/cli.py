@@ -27,6 +27,8 @@ import sys
 from pathlib import Path
 from typing import Any, NoReturn
 
+from fpn_zoo.engine.eval_command import add_parser as add_eval_command
+from fpn_zoo.engine.train_command import add_parser as add_train_command
 from fpn_zoo.publish.commands import add_export_command, add_publish_command
 from fpn_zoo.registry import UnknownModelError, get_model_config, list_models
 
@@ -85,7 +87,7 @@ def build_parser() -> argparse.ArgumentParser:
         (64, 96)
     """
     parser = _Parser(prog=PROG, description="Faster R-CNN detectors with FPN, PANet, BiFPN and AugFPN necks.")
-    commands = "{list,info,predict,convert,download,export,publish}"
+    commands = "{list,info,predict,convert,download,export,publish,train,eval}"
     sub = parser.add_subparsers(dest="command", required=True, metavar=commands)
 
     p = sub.add_parser("list", help="list the models with backbone, neck and parameter count")
@@ -139,7 +141,23 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_export_command(sub)
     add_publish_command(sub)
+    train = add_train_command(sub)
+    train.set_defaults(handler=_cmd_train)
+    evaluate = add_eval_command(sub)
+    evaluate.set_defaults(handler=_cmd_eval)
     return parser
+
+
+def _cmd_train(args: argparse.Namespace) -> int:
+    from fpn_zoo.engine.train_command import run
+
+    return run(args)
+
+
+def _cmd_eval(args: argparse.Namespace) -> int:
+    from fpn_zoo.engine.eval_command import run
+
+    return run(args)
 
 
 def _cmd_list(args: argparse.Namespace) -> int:
@@ -328,6 +346,7 @@ def _expected_errors() -> tuple[type[BaseException], ...]:
     return (
         ValueError,
         OSError,
+        FloatingPointError,  # a diverging training run: the message says what to change
         WeightsNotAvailableError,
         WeightsDownloadError,
         WeightsIntegrityError,
