@@ -8,6 +8,7 @@ same architecture can be rebuilt anywhere.
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal, get_args
@@ -72,6 +73,9 @@ class ModelConfig:
         neck_channels: Channel count of every pyramid level (the torchvision ``out_channels`` contract).
         bifpn_repeats: Number of stacked BiFPN cells (BiFPN only).
         bifpn_fusion: Edge-weighting of BiFPN nodes; the paper's default is fast normalised fusion.
+        consistent_supervision_weight: AugFPN only: weight ``alpha`` of each auxiliary loss term of consistent
+            supervision (cross-entropy and box regression on each of the 4 raw laterals; 0.25 as in the reference,
+            so 1.0 in all). Training-only; 0 removes the auxiliary head (and its tensors) from the model.
         pretrained_backbone: Load timm's ImageNet weights into the backbone when building from scratch.
         trainable_backbone_layers: Trainable backbone stages counted from the top, 0-5 (torchvision's convention);
             ``None`` means 3 when any pretrained weights are used and 5 otherwise.
@@ -93,6 +97,7 @@ class ModelConfig:
     neck_channels: int = 256
     bifpn_repeats: int = 3
     bifpn_fusion: FusionMethod = "fast_normalized"
+    consistent_supervision_weight: float = 0.25
     pretrained_backbone: bool = False
     trainable_backbone_layers: int | None = None
     frozen_bn_eps: float = 1e-5
@@ -132,6 +137,12 @@ class ModelConfig:
                 raise ValueError(f"{attr} must lie in [0, 1], got {getattr(self, attr)!r}.")
         if not self.frozen_bn_eps >= 0:  # also refuses NaN
             raise ValueError(f"frozen_bn_eps must be >= 0, got {self.frozen_bn_eps!r}.")
+        csw = self.consistent_supervision_weight
+        if isinstance(csw, bool) or not isinstance(csw, (int, float)) or not 0 <= csw < math.inf:
+            raise ValueError(
+                f"consistent_supervision_weight must be a finite number >= 0 (0 switches AugFPN's consistent "
+                f"supervision off), got {csw!r}."
+            )
 
     @property
     def backbone_spec(self) -> BackboneSpec:

@@ -11,8 +11,9 @@ from torchvision.models.detection import FasterRCNN
 from fpn_zoo.backbones import TimmBackbone
 from fpn_zoo.config import ModelConfig
 from fpn_zoo.heads import SoftRoISelection
+from fpn_zoo.heads.consistent_supervision import ConsistentSupervisionRoIHeads
 from fpn_zoo.images import ImageError, check_model_input
-from fpn_zoo.necks import Neck, build_neck
+from fpn_zoo.necks import AugFPN, Neck, build_neck
 from fpn_zoo.necks.fusion import PyramidFeatures
 from fpn_zoo.weights.hub_mixin import ZooHubMixin
 
@@ -38,7 +39,9 @@ class ZooDetector(FasterRCNN, ZooHubMixin):
     Behaves exactly like torchvision's detectors: in eval mode ``model(images)`` takes a list of ``(3, H, W)`` float
     tensors in [0, 1] and returns one dict per image with ``boxes`` (x1, y1, x2, y2 in input pixels), ``scores`` and
     ``labels`` (COCO category ids for COCO models); in train mode ``model(images, targets)`` returns a dict of
-    losses. Inputs are checked first, so a uint8 or HWC tensor fails with a message instead of garbage detections.
+    losses, to which AugFPN models add their consistent-supervision terms (``loss_aux_*``, see
+    :mod:`fpn_zoo.heads.consistent_supervision`). Inputs are checked first, so a uint8 or HWC tensor fails with a
+    message instead of garbage detections.
     ``from_pretrained``, ``save_pretrained`` and ``push_to_hub`` work as on Hugging Face Hub models
     (:class:`~fpn_zoo.weights.hub_mixin.ZooHubMixin`).
 
@@ -60,6 +63,12 @@ class ZooDetector(FasterRCNN, ZooHubMixin):
             # torchvision's constructor only accepts MultiScaleRoIAlign here; the RoI heads call any pooler with the
             # same signature, so Soft RoI Selection goes in afterwards.
             self.roi_heads.box_roi_pool = SoftRoISelection(backbone.out_channels)
+        if isinstance(backbone.neck, AugFPN) and config.consistent_supervision_weight > 0:
+            # Training-only auxiliary head on the raw laterals, built last so that the inference weights a seed gives
+            # do not depend on it.
+            self.roi_heads = ConsistentSupervisionRoIHeads.from_roi_heads(
+                self.roi_heads, in_channels=backbone.out_channels, weight=config.consistent_supervision_weight
+            )
         self.config = config
 
     def forward(self, images: list[Tensor], targets: list[dict[str, Tensor]] | None = None):

@@ -173,6 +173,9 @@ def create_model(
         with target:
             predictor = model.roi_heads.box_predictor
             model.roi_heads.box_predictor = FastRCNNPredictor(predictor.cls_score.in_features, config.num_classes)
+            aux = getattr(model.roi_heads, "aux_head", None)  # AugFPN's consistent-supervision head
+            if aux is not None:
+                aux.box_predictor = FastRCNNPredictor(aux.box_predictor.cls_score.in_features, config.num_classes)
         warnings.warn(
             f"{name}: num_classes={config.num_classes} differs from the weights' {ckpt_classes}; re-initialised the "
             f"class-specific predictor and dropped {', '.join(report.dropped)}.",

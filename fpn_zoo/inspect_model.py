@@ -53,7 +53,8 @@ class ArchitectureInfo:
         pyramid_levels: Keys of the pyramid levels (torchvision's naming).
         pyramid_strides: Strides of the pyramid levels, P2-P6.
         head: One-line description of the RPN and RoI heads.
-        num_params: Parameter count with frozen BatchNorm, the convention of torchvision's weights metadata.
+        num_params: Parameter count with frozen BatchNorm, the convention of torchvision's weights metadata, of the
+            inference model (without AugFPN's training-only consistent-supervision head).
     """
 
     name: str
@@ -89,9 +90,11 @@ class FlopCount:
 
 def _build_meta(config: ModelConfig) -> ZooDetector:
     # loads_weights=True gives frozen BatchNorm, whose statistics are buffers: the same parameter count as
-    # torchvision's weights metadata (41,755,286 for fasterrcnn_resnet50_fpn).
+    # torchvision's weights metadata (41,755,286 for fasterrcnn_resnet50_fpn). The model measured is the one that runs
+    # at inference, as torchvision's and mmdetection's figures are: AugFPN's training-only consistent-supervision
+    # head (14.4 M parameters with 91 classes, never run in eval mode) is left out.
     with torch.device("meta"):
-        return build_detector(config, loads_weights=True)
+        return build_detector(config.replace(consistent_supervision_weight=0.0), loads_weights=True)
 
 
 def count_parameters(config: ModelConfig) -> int:
@@ -101,7 +104,8 @@ def count_parameters(config: ModelConfig) -> int:
         config: Model architecture.
 
     Returns:
-        The parameter count with frozen BatchNorm (statistics are buffers, not parameters).
+        The parameter count with frozen BatchNorm (statistics are buffers, not parameters), of the inference model:
+        AugFPN's training-only auxiliary head is not counted.
 
     Example:
         >>> from fpn_zoo import get_model_config

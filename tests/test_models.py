@@ -23,6 +23,8 @@ from fpn_zoo.detector import build_detector
 
 MODELS = fpn_zoo.list_models()
 LOSSES = {"loss_classifier", "loss_box_reg", "loss_objectness", "loss_rpn_box_reg"}
+# AugFPN adds consistent supervision: classification and regression on each raw lateral (test_consistent_supervision)
+AUGFPN_AUX_LOSSES = {f"loss_aux_{kind}_p{level}" for kind in ("classifier", "box_reg") for level in (2, 3, 4, 5)}
 FEATURES = {
     "r50": [256, 512, 1024, 2048],
     "r101": [256, 512, 1024, 2048],
@@ -87,7 +89,7 @@ def test_model_detects_and_trains(name):
         {"boxes": torch.tensor([[5.0, 40.0, 80.0, 120.0]]), "labels": torch.tensor([90])},
     ]
     losses = model(images, targets)
-    assert set(losses) == LOSSES
+    assert set(losses) == (LOSSES | AUGFPN_AUX_LOSSES if model.config.neck == "augfpn" else LOSSES)
     assert all(torch.isfinite(v) and v.dim() == 0 for v in losses.values()), losses
     sum(losses.values()).backward()
     no_grad = [n for n, p in model.named_parameters() if p.requires_grad and p.grad is None]

@@ -4,8 +4,9 @@ Follows the reference ``HighFPN`` (Gus-Guo/AugFPN ``mmdet/models/necks/high_fpn.
 0.1/0.2/0.3 of its size (ratio-invariant), each pooled map is projected by a 1x1 conv and upsampled back
 (bilinear, ``align_corners=True``); Adaptive Spatial Fusion weighs the three maps with a learned per-pixel
 sigmoid attention, and the fused map is added to the top lateral before the FPN top-down pathway. In training mode
-the raw laterals (before the RFA sum and the top-down merge) are returned alongside for consistent supervision.
-Soft RoI Selection, the other half of AugFPN, lives in :mod:`fpn_zoo.heads.soft_roi_selection`.
+the raw laterals (before the RFA sum and the top-down merge) are returned alongside (``features.raw_laterals``) for
+consistent supervision, whose auxiliary head and losses live in :mod:`fpn_zoo.heads.consistent_supervision`.
+Soft RoI Selection, the other part of AugFPN's heads, lives in :mod:`fpn_zoo.heads.soft_roi_selection`.
 """
 
 from __future__ import annotations

@@ -27,7 +27,7 @@ class PyramidFeatures(OrderedDict):
 
     Being an ordinary ordered dict it satisfies torchvision's backbone contract. ``raw_laterals`` carries extra
     tensors that must not be treated as pyramid levels by the RPN: AugFPN's pre-fusion laterals in training mode,
-    the input of its consistent-supervision loss (not implemented yet).
+    the input of its consistent-supervision loss (``fpn_zoo/heads/consistent_supervision.py``).
     """
 
     raw_laterals: list[Tensor] | None = None

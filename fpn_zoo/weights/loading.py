@@ -8,8 +8,10 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-# The only tensors whose shape depends on the number of classes (torchvision's FastRCNNPredictor).
+# The only tensors whose shape depends on the number of classes (torchvision's FastRCNNPredictor), and AugFPN's
+# training-only auxiliary head's predictor (consistent supervision).
 PREDICTOR_PREFIX = "roi_heads.box_predictor."
+CLASS_SPECIFIC_PREFIXES = (PREDICTOR_PREFIX, "roi_heads.aux_head.box_predictor.")
 _IGNORED_SUFFIX = ".num_batches_tracked"  # absent from FrozenBatchNorm2d, present in BatchNorm2d checkpoints
 
 
@@ -55,11 +57,11 @@ def check_state_dict(
     """
     exp = {k: v for k, v in expected.items() if not k.endswith(_IGNORED_SUFFIX)}
     got = {k: v for k, v in provided.items() if not k.endswith(_IGNORED_SUFFIX)}
-    dropped = sorted(k for k in got if drop_predictor and k.startswith(PREDICTOR_PREFIX))
+    dropped = sorted(k for k in got if drop_predictor and k.startswith(CLASS_SPECIFIC_PREFIXES))
     for k in dropped:
         del got[k]
     if drop_predictor:
-        exp = {k: v for k, v in exp.items() if not k.startswith(PREDICTOR_PREFIX)}
+        exp = {k: v for k, v in exp.items() if not k.startswith(CLASS_SPECIFIC_PREFIXES)}
     missing = sorted(set(exp) - set(got))
     unexpected = sorted(set(got) - set(exp))
     wrong = sorted(k for k in set(exp) & set(got) if tuple(exp[k]) != tuple(got[k]))
