@@ -71,6 +71,9 @@ def test_train_writes_final_weights_logs_and_metrics(data, tmp_path, single_thre
     evals = [r for r in records if r["event"] == "eval"]
     assert evals and "AP50" in json.dumps(evals[-1])
     assert latest_checkpoint(out).name == "step_00000004"
+    # The run's final folder goes to the Hub in one more command.
+    assert main(["export", "--model", MODEL, "--checkpoint", str(final), "--out", str(tmp_path / "export")]) == 0
+    assert (tmp_path / "export" / "README.md").is_file()
 
 
 def test_resume_continues_exactly(data, tmp_path, single_thread, monkeypatch):
