@@ -225,6 +225,7 @@ def _cmd_predict(args: argparse.Namespace) -> int:
     from fpn_zoo.factory import create_model, resolve_device
     from fpn_zoo.images import ImageError, load_image, sample_image_path
     from fpn_zoo.weights.manifest import weights_status
+    from fpn_zoo.weights.resolve import weights_label
 
     if isinstance(args.pretrained, str) and not re.match(r"^[a-z0-9][a-z0-9_]*$", args.pretrained):
         raise ValueError(
@@ -272,19 +273,13 @@ def _cmd_predict(args: argparse.Namespace) -> int:
             "width": image.shape[2],
             "height": image.shape[1],
             "model": args.model,
-            "weights": _weights_label(args),
+            "weights": weights_label(args.weights, args.pretrained),
             "score_thr": args.score_thr,
             "detections": detections,
         }
         record_path.write_text(json.dumps(record, indent=2) + "\n")
         print(f"{path}: {len(detections)} detection(s) with score >= {args.score_thr:g} -> {png}, {record_path}")
     return 0
-
-
-def _weights_label(args: argparse.Namespace) -> str | None:
-    if args.pretrained is not False:
-        return "pretrained" if args.pretrained is True else f"pretrained:{args.pretrained}"
-    return None if args.weights is None else str(args.weights)
 
 
 def _cmd_convert(args: argparse.Namespace) -> int:

@@ -135,6 +135,7 @@ def _run_model(args: argparse.Namespace) -> int:
     from fpn_zoo.factory import create_model
     from fpn_zoo.labels import COCO_CATEGORIES
     from fpn_zoo.weights.manifest import weights_status
+    from fpn_zoo.weights.resolve import weights_label
 
     owns_group = not dist.is_initialized()
     info = init_distributed(args.device)
@@ -166,7 +167,7 @@ def _run_model(args: argparse.Namespace) -> int:
             _write_json(detections_path, result.detections, indent=None)
             record = {
                 "model": args.model,
-                "weights": _weights_label(args),
+                "weights": weights_label(args.weights, args.pretrained),
                 "ann_file": str(args.ann),
                 "image_dir": str(args.images),
                 "label_space": "coco91 (labels are COCO category ids)" if coco91 else "dataset",
@@ -182,12 +183,6 @@ def _run_model(args: argparse.Namespace) -> int:
         if owns_group:
             cleanup()
     return 0
-
-
-def _weights_label(args: argparse.Namespace) -> str | None:
-    if args.pretrained is not False:
-        return "pretrained" if args.pretrained is True else f"pretrained:{args.pretrained}"
-    return None if args.weights is None else str(args.weights)
 
 
 def run(args: argparse.Namespace) -> int:

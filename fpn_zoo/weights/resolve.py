@@ -37,6 +37,18 @@ def describe_available(name: str) -> str:
     return " ".join(lines)
 
 
+def weights_label(weights: object, pretrained: bool | str) -> str | None:
+    """How a model's weights were asked for, for records and logs: ``"pretrained[:TAG]"``, the path, or ``None``.
+
+    Example:
+        >>> weights_label(None, "coco_tv")
+        'pretrained:coco_tv'
+    """
+    if pretrained is not False:
+        return "pretrained" if pretrained is True else f"pretrained:{pretrained}"
+    return None if weights is None else str(weights)
+
+
 def select_entry(name: str, pretrained: bool | str) -> WeightsEntry:
     """The manifest entry ``pretrained`` asks for: ``True`` = the default (first available), a string = that tag.
 
