@@ -70,11 +70,16 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
 
 def run(args: argparse.Namespace) -> int:
     """Run ``fpn-zoo train``; prints where the final weights are."""
+    from fpn_zoo.engine.distributed import cleanup
     from fpn_zoo.engine.trainer import Trainer
 
     config = config_from_args(args)
-    trainer = Trainer(config)
-    final = trainer.fit(resume=args.resume)
-    if trainer.is_main:
-        print(f"Final weights: {final} (create_model({config.model!r}, weights={str(final)!r}); fpn-zoo eval/export)")
+    try:
+        trainer = Trainer(config)
+        final = trainer.fit(resume=args.resume)
+        if trainer.is_main:
+            usage = f"create_model({config.model!r}, weights={str(final)!r}); fpn-zoo eval/export"
+            print(f"Final weights: {final} ({usage})")
+    finally:
+        cleanup()
     return 0

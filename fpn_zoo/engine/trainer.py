@@ -89,8 +89,10 @@ class Trainer:
         from fpn_zoo.engine.distributed import init_distributed
 
         self.config = config
-        self.dist = init_distributed()
-        self.device = torch.device(config.device) if config.device else self.dist.device
+        # The device choice goes through init_distributed: under torchrun it picks the backend (NCCL needs CUDA) and
+        # the local rank's GPU.
+        self.dist = init_distributed(config.device)
+        self.device = self.dist.device
         self.out = Path(config.out)
         self.is_main = self.dist.rank == 0
         self.train_set = CocoDetection(
