@@ -37,7 +37,8 @@ from fpn_zoo.engine.evaluate import (
 )
 from fpn_zoo.labels import COCO_CATEGORIES
 
-DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+# Real data by path, never copied into the repository: $FPN_ZOO_SHARED, else the checkout's sibling `shared/`.
+DATA = Path(os.environ.get("FPN_ZOO_SHARED", Path(__file__).resolve().parents[2] / "shared")) / "data"
 BCCD_VAL = DATA / "bccd" / "annotations" / "instances_val.json"
 BCCD_IMAGES = DATA / "bccd" / "images"
 COCO128 = DATA / "coco128" / "annotations" / "instances_train2017.json"
