@@ -110,20 +110,26 @@ def run_neck(neck: str, args: argparse.Namespace) -> dict:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     torch.set_num_threads(args.threads)
-    rows = []
+    rows: list[dict] = []
     for neck in args.necks.split(","):
-        row = run_neck(neck, args)
-        rows.append(row)
-        print(json.dumps(row), flush=True)
+        rows.append(run_neck(neck, args))
+        print(json.dumps(rows[-1]), flush=True)
+        write_report(rows, args, argv)  # after every model: an interrupted run keeps what it measured
+    return 0
+
+
+def write_report(rows: list[dict], args: argparse.Namespace, argv: list[str] | None, commit: str | None = None) -> Path:
+    """Write the JSON results and the markdown table for the models measured so far."""
     date = dt.date.today().strftime("%Y%m%d")
     out = args.out or RESULTS / f"bccd-finetune-{args.device}-{date}.json"
     meta = {
-        "command": "python " + " ".join([sys.argv[0], *(argv if argv is not None else sys.argv[1:])]),
+        "command": " ".join(["python benchmarks/bench_finetune_bccd.py", *(argv if argv is not None else sys.argv[1:])]),
         "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
         "machine": machine_info(torch.device(args.device)),
         "versions": {"torch": torch.__version__, "python": platform.python_version()},
-        "commit": _git_commit(Path(__file__).resolve().parents[1]),
+        "commit": commit or _git_commit(Path(__file__).resolve().parents[1]),
         "settings": {k: str(v) for k, v in vars(args).items()},
+        "measured": [r["model"] for r in rows],
         "note": (
             f"init={args.init}: "
             + (
@@ -158,7 +164,7 @@ def main(argv: list[str] | None = None) -> int:
         )
     out.with_suffix(".md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
-    return 0
+    return out
 
 
 if __name__ == "__main__":
