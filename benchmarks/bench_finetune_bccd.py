@@ -123,7 +123,7 @@ def write_report(rows: list[dict], args: argparse.Namespace, argv: list[str] | N
     date = dt.date.today().strftime("%Y%m%d")
     out = args.out or RESULTS / f"bccd-finetune-{args.device}-{date}.json"
     meta = {
-        "command": " ".join(["python benchmarks/bench_finetune_bccd.py", *(argv if argv is not None else sys.argv[1:])]),
+        "command": " ".join(["python benchmarks/bench_finetune_bccd.py", *(sys.argv[1:] if argv is None else argv)]),
         "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
         "machine": machine_info(torch.device(args.device)),
         "versions": {"torch": torch.__version__, "python": platform.python_version()},
