@@ -22,12 +22,13 @@ from fpn_zoo.weights.integrity import (
     record_verified,
     sha256_file,
 )
+from fpn_zoo.weights.manifest import REPO_ID_PATTERN
 
 logger = logging.getLogger(__name__)
 
 HF_HUB_PREFIX = "hf-hub:"
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
-_SPEC = re.compile(r"^(?P<repo>[A-Za-z0-9][\w.-]*/[A-Za-z0-9][\w.-]*)(?:@(?P<rev>[\w./-]+))?$")
+_REVISION = re.compile(r"^[\w./-]+$")
 
 
 class WeightsDownloadError(RuntimeError):
@@ -50,10 +51,12 @@ def parse_hf_hub_spec(spec: str) -> tuple[str, str | None]:
         >>> parse_hf_hub_spec("hf-hub:acme/fpn_r50_bccd@v1")
         ('acme/fpn_r50_bccd', 'v1')
     """
-    match = _SPEC.match(spec.removeprefix(HF_HUB_PREFIX)) if spec.startswith(HF_HUB_PREFIX) else None
-    if match is None:
+    repo_id, at, revision = spec.removeprefix(HF_HUB_PREFIX).partition("@")
+    # The repository rule is the manifest's own, so a spec and a manifest entry accept the same ids.
+    valid = spec.startswith(HF_HUB_PREFIX) and REPO_ID_PATTERN.match(repo_id) and (not at or _REVISION.match(revision))
+    if not valid:
         raise ValueError(f"{spec!r} is not a Hub reference: use 'hf-hub:ORG/NAME' or 'hf-hub:ORG/NAME@REVISION'.")
-    return match["repo"], match["rev"]
+    return repo_id, revision or None
 
 
 def _where(repo_id: str, revision: str | None) -> str:
