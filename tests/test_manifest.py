@@ -117,6 +117,10 @@ def test_a_published_entry_parses():
         ({"num_params": "41M"}, r"num_params: expected int"),
         ({"colour": "red"}, r"unknown field\(s\) \['colour'\]"),
         ({"metrics": [{"dataset": "COCO", "metric": "box_ap", "value": 1.0}]}, r"metrics\[0\]: missing field 'source'"),
+        (
+            {"metrics": [{"dataset": "COCO", "metric": "box_ap", "value": 1.0, "source": "s", "date": "2026-13-01"}]},
+            r"metrics\[0\]\.date: '2026-13-01' is not a date; write it as YYYY-MM-DD",
+        ),
     ],
 )
 def test_schema_violations_are_named(change, message):

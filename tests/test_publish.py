@@ -40,7 +40,7 @@ BCCD = ("__background__", "RBC", "WBC", "Platelets")
 METRICS = [
     {"dataset": "COCO val2017", "metric": "box_ap", "value": 36.9, "source": "measured by fpn_zoo, 5000 images"},
     {"dataset": "COCO val2017", "metric": "box_ap50", "value": 58.1, "source": "measured by fpn_zoo | same run"},
-    {"dataset": "BCCD val", "metric": "box_ap", "value": 61.0, "source": "measured by fpn_zoo on 87 images"},
+    {"dataset": "BCCD val", "metric": "box_ap", "value": 61.0, "source": "measured by fpn_zoo", "date": "2026-11-21"},
 ]
 
 
@@ -202,6 +202,7 @@ def test_card_model_index_holds_exactly_the_given_metrics_and_a_custom_label_spa
     assert card.data.model_name == "fpn_r50_coco"
     assert card.data.license == "apache-2.0" and card.data.datasets == ["acme/bccd"]
     assert "measured by fpn_zoo \\| same run" in card.text  # a pipe in a source does not break the table
+    assert "| measured by fpn_zoo | 2026-11-21 |" in card.text and "| not recorded |" in card.text
     assert "No metrics were measured" not in card.text
     assert "4 class slots" in card.text and "custom label space of 3 object classes" in card.text
     assert "RBC, WBC, Platelets" in card.text and "91" not in card.text.split("## Label space")[1][:300]
@@ -233,7 +234,9 @@ def test_export_refuses_bad_inputs(source, bccd_source, tmp_path, manifest_templ
         export_checkpoint("fpn_r50_coco", bccd_source, tmp_path / "o", tag="coco_tv", manifest=manifest_template)
     bad = tmp_path / "m.json"
     for content, message in [
-        ([{"dataset": "d", "metric": "m", "value": 1.0}], "exactly the keys"),
+        ([{"dataset": "d", "metric": "m", "value": 1.0}], "expected the keys"),
+        ([{"dataset": "d", "metric": "m", "value": 1.0, "source": "s", "when": "x"}], "expected the keys"),
+        ([{"dataset": "d", "metric": "m", "value": 1.0, "source": "s", "date": "21/11/2026"}], "YYYY-MM-DD"),
         ([{"dataset": "d", "metric": "m", "value": "high", "source": "s"}], "finite number"),
         ([{"dataset": "d", "metric": "m", "value": 1, "source": " "}], "non-empty strings"),
         ({"box_ap": 1}, "JSON list"),

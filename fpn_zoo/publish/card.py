@@ -4,9 +4,10 @@ The YAML block carries what the Hub indexes (``library_name: fpn-zoo``, tags, ``
 licence, datasets) and, when figures exist, a ``model-index`` built from ``EvalResult`` objects. The body says what
 the model is, its label space, every metric with its source, how to load it and the sha256 of ``model.safetensors``.
 
-Metrics are never made up here: a card lists exactly the :class:`~fpn_zoo.weights.manifest.Metric` objects it is
+Metrics are never made up here: a card lists exactly the [`Metric`][fpn_zoo.weights.manifest.Metric] objects it is
 given and otherwise states that nothing was measured. ``fpn-zoo publish`` reads them back from the ``model-index``
-(:func:`card_metrics`), so the card is the one place a maintainer reviews before uploading.
+([`card_metrics`][fpn_zoo.publish.card.card_metrics]), so the card is the one place a maintainer reviews before
+uploading.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from fpn_zoo.config import NECK_TITLES, ModelConfig
 from fpn_zoo.labels import COCO_CATEGORIES
-from fpn_zoo.weights.manifest import Metric
+from fpn_zoo.weights.manifest import ManifestError, Metric, check_metric_date
 
 if TYPE_CHECKING:
     from huggingface_hub import EvalResult, ModelCard
@@ -44,7 +45,8 @@ class CardInputs:
         config: The exported architecture, label space included.
         sha256: Hex sha256 of ``model.safetensors``.
         size: Size of ``model.safetensors`` in bytes.
-        num_params: Parameter count (:func:`fpn_zoo.inspect_model.count_parameters`).
+        num_params: Parameter count
+            ([`fpn_zoo.inspect_model.count_parameters`][fpn_zoo.inspect_model.count_parameters]).
         gflops: GFLOPs at ``gflops_input_size``, or ``None`` when they were not counted.
         gflops_input_size: ``(height, width)`` of the FLOP count.
         metrics: Measured or reported figures, each with its source; empty when there are none.
@@ -52,7 +54,7 @@ class CardInputs:
         license: Licence of the weights (an SPDX id such as ``"apache-2.0"``), or ``None`` if not stated.
         datasets: Hub dataset ids the weights were trained on.
         tag: Weights tag in ``weights_manifest.json``, when the weights are (to be) listed there.
-        repo_id: Hub repository, or ``None`` to write :data:`REPO_PLACEHOLDER`.
+        repo_id: Hub repository, or ``None`` to write `REPO_PLACEHOLDER`.
         provenance: One line on where the weights come from.
     """
 
@@ -101,7 +103,7 @@ def _eval_results(metrics: tuple[Metric, ...]) -> list[EvalResult]:
             metric_value=m.value,
             # model-index has no per-figure provenance field (its `source` is per dataset and needs a URL), so the
             # source rides in the metric's args, which the Hub keeps and `model_index_to_eval_results` returns.
-            metric_args={"source": m.source},
+            metric_args={"source": m.source, **({"date": m.date} if m.date else {})},
         )
         for m in metrics
     ]
@@ -137,8 +139,11 @@ def _metrics_section(inputs: CardInputs) -> list[str]:
             "No metrics were measured for these weights, so this card makes no accuracy claim. Evaluate them on "
             "your own data before relying on them.",
         ]
-    lines += ["| Dataset | Metric | Value | Source |", "|---|---|---|---|"]
-    lines += [f"| {_cell(m.dataset)} | {_cell(m.metric)} | {m.value:g} | {_cell(m.source)} |" for m in inputs.metrics]
+    lines += ["| Dataset | Metric | Value | Source | Date |", "|---|---|---|---|---|"]
+    lines += [
+        f"| {_cell(m.dataset)} | {_cell(m.metric)} | {m.value:g} | {_cell(m.source)} | {m.date or 'not recorded'} |"
+        for m in inputs.metrics
+    ]
     if inputs.metrics_origin:
         lines += ["", f"Figures taken from {inputs.metrics_origin}; each row names who measured it."]
     return lines
@@ -211,7 +216,7 @@ def build_model_card(inputs: CardInputs) -> ModelCard:
     Returns:
         The card; ``str(card)`` is the file content, ``card.data`` its metadata.
 
-    Example:
+    Examples:
         >>> from fpn_zoo import get_model_config
         >>> card = build_model_card(CardInputs(get_model_config("fpn_r50_coco"), "0" * 64, 1, 41755286))
         >>> card.data.library_name, "No metrics were measured" in card.text
@@ -257,11 +262,16 @@ def _metric(result: Any, where: str) -> Metric:
             f"{where}: metric {result.metric_type!r} on {result.dataset_name!r} has no source (model-index "
             "metrics[].args.source); every published figure must say who measured it."
         )
-    return Metric(dataset=result.dataset_name, metric=result.metric_type, value=float(value), source=source)
+    date = result.metric_args.get("date")
+    try:
+        date = check_metric_date(date, f"{where}: metric {result.metric_type!r} date")
+    except ManifestError as err:
+        raise CardError(str(err)) from err
+    return Metric(result.dataset_name, result.metric_type, float(value), source, date)
 
 
 def card_metrics(card: ModelCard, where: str = "README.md") -> tuple[Metric, ...]:
-    """The metrics a card's ``model-index`` states, as manifest :class:`~fpn_zoo.weights.manifest.Metric` objects.
+    """The metrics a card's ``model-index`` states, as manifest [`Metric`][fpn_zoo.weights.manifest.Metric] objects.
 
     Args:
         card: A card, e.g. ``ModelCard.load(Path("export/README.md"))``.
@@ -273,7 +283,7 @@ def card_metrics(card: ModelCard, where: str = "README.md") -> tuple[Metric, ...
     Raises:
         CardError: A figure without a numeric value or without a source.
 
-    Example:
+    Examples:
         >>> from fpn_zoo import get_model_config
         >>> m = Metric("COCO val2017", "box_ap", 37.0, "reported by torchvision")
         >>> card = build_model_card(CardInputs(get_model_config("fpn_r50_coco"), "0" * 64, 1, 1, metrics=(m,)))

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from fpn_zoo.publish.card import CardInputs, build_model_card
 from fpn_zoo.weights.checkpoint import WEIGHTS_FILENAME, read_checkpoint, save_checkpoint
-from fpn_zoo.weights.manifest import TAG_PATTERN, Metric, WeightsEntry, load_manifest
+from fpn_zoo.weights.manifest import TAG_PATTERN, ManifestError, Metric, WeightsEntry, check_metric_date, load_manifest
 
 if TYPE_CHECKING:
     from fpn_zoo.detector import ZooDetector
@@ -82,9 +82,9 @@ def check_tag(tag: str) -> str:
 
 
 def load_metrics_file(path: str | os.PathLike[str]) -> tuple[Metric, ...]:
-    """Read ``[{"dataset", "metric", "value", "source"}, ...]`` from a JSON file.
+    """Read ``[{"dataset", "metric", "value", "source", "date"?}, ...]`` from a JSON file (``date``: YYYY-MM-DD).
 
-    Example:
+    Examples:
         >>> load_metrics_file("no/such.json")
         Traceback (most recent call last):
         ...
@@ -99,15 +99,21 @@ def load_metrics_file(path: str | os.PathLike[str]) -> tuple[Metric, ...]:
     metrics = []
     for i, item in enumerate(data):
         where = f"Metrics file {path}, item {i}"
-        if not isinstance(item, dict) or set(item) != set(_METRIC_FIELDS):
-            raise ExportError(f"{where}: expected exactly the keys {list(_METRIC_FIELDS)}, got {item!r}.")
+        if not isinstance(item, dict) or not set(_METRIC_FIELDS) <= set(item) <= {*_METRIC_FIELDS, "date"}:
+            raise ExportError(
+                f"{where}: expected the keys {list(_METRIC_FIELDS)} and optionally 'date' (YYYY-MM-DD), got {item!r}."
+            )
         value = item["value"]
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
             raise ExportError(f"{where}: value must be a finite number, got {value!r}.")
         texts = [item[k] for k in ("dataset", "metric", "source")]
         if not all(isinstance(t, str) and t.strip() for t in texts):
             raise ExportError(f"{where}: dataset, metric and source must be non-empty strings (source: who measured).")
-        metrics.append(Metric(item["dataset"], item["metric"], float(value), item["source"]))
+        try:
+            date = check_metric_date(item.get("date"), f"{where}: date")
+        except ManifestError as err:
+            raise ExportError(str(err)) from err
+        metrics.append(Metric(item["dataset"], item["metric"], float(value), item["source"], date))
     keys = [(m.dataset, m.metric) for m in metrics]
     if len(set(keys)) != len(keys):
         raise ExportError(f"Metrics file {path}: a (dataset, metric) pair appears twice: {keys}.")
@@ -223,7 +229,7 @@ def export_checkpoint(
         ExportError: Bad tag, metrics file or output folder, or a label space that contradicts ``tag``'s entry.
         ValueError: The checkpoint was exported for another model (and other ``create_model`` errors).
 
-    Example:
+    Examples:
         >>> export_checkpoint("fpn_r50_coco", "runs/best.safetensors", "export/fpn_r50_bccd")  # doctest: +SKIP
     """
     from fpn_zoo import __version__

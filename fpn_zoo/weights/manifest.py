@@ -12,6 +12,7 @@ being prepared for publication).
 
 from __future__ import annotations
 
+import datetime
 import json
 import os
 import re
@@ -43,12 +44,17 @@ class ManifestError(ValueError):
 
 @dataclass(frozen=True)
 class Metric:
-    """One measured figure, with where it comes from (``"measured by fpn_zoo ..."`` or the upstream's claim)."""
+    """One measured figure, with where it comes from (``"measured by fpn_zoo ..."`` or the upstream's claim).
+
+    ``date`` (ISO ``YYYY-MM-DD``) is when it was measured, or when an upstream's claim was recorded; the
+    documentation site shows no figure without one.
+    """
 
     dataset: str
     metric: str
     value: float
     source: str
+    date: str | None = None
 
 
 @dataclass(frozen=True)
@@ -208,14 +214,29 @@ def _parse_upstream(obj: Any, where: str) -> UpstreamSource:
 def _parse_metric(obj: Any, where: str) -> Metric:
     if not isinstance(obj, dict):
         raise ManifestError(f"{where}: expected an object, got {obj!r}.")
-    _check_unknown(obj, {"dataset", "metric", "value", "source"}, where)
+    _check_unknown(obj, {"dataset", "metric", "value", "source", "date"}, where)
     value = _require(obj, "value", (int, float), where)
     return Metric(
         dataset=_require(obj, "dataset", str, where),
         metric=_require(obj, "metric", str, where),
         value=float(value),
         source=_require(obj, "source", str, where),
+        date=check_metric_date(obj.get("date"), f"{where}.date"),
     )
+
+
+def check_metric_date(date: object, where: str) -> str | None:
+    """``date`` if it is ``None`` or an ISO calendar date (``2026-11-21``); otherwise a
+    [`ManifestError`][fpn_zoo.weights.manifest.ManifestError]."""
+    if date is None:
+        return None
+    try:
+        if isinstance(date, str) and re.fullmatch(r"\d{4}-\d{2}-\d{2}", date):
+            datetime.date.fromisoformat(date)
+            return date
+    except ValueError:
+        pass
+    raise ManifestError(f"{where}: {date!r} is not a date; write it as YYYY-MM-DD, e.g. '2026-11-21'.")
 
 
 _ENTRY_FIELDS = {
@@ -341,7 +362,7 @@ def _load(path: Path, mtime_ns: int) -> Manifest:
 def load_manifest(path: str | os.PathLike[str] | None = None) -> Manifest:
     """Parse and validate the manifest (cached per file version; read on first use, never at import).
 
-    Example:
+    Examples:
         >>> load_manifest().entry("fpn_r50_coco").status
         'convertible'
     """
