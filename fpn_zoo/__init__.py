@@ -1,6 +1,6 @@
 """fpn_zoo: feature-pyramid detectors (FPN, PANet, BiFPN, AugFPN) on timm backbones with torchvision heads.
 
-Example:
+Examples:
     >>> import fpn_zoo
     >>> fpn_zoo.list_models("fpn_*")[:2]
     ['fpn_convnext_b_coco', 'fpn_convnext_s_coco']

@@ -52,7 +52,7 @@ class TimmBackbone(nn.Module):
         trainable_layers: Number of stage groups, counted from the top (stage 4, 3, 2, 1, stem), whose parameters
             train; the rest have ``requires_grad=False``.
 
-    Example:
+    Examples:
         >>> from fpn_zoo.config import BACKBONES
         >>> body = TimmBackbone(BACKBONES["r50"], pretrained=False, frozen_bn=False, trainable_layers=5)
         >>> body.channels, body.strides

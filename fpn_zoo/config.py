@@ -1,8 +1,8 @@
 """Model configuration: what a zoo model is made of, as frozen, validated data.
 
-A :class:`ModelConfig` fully describes the architecture of one detector. The registry holds one per model name;
-``create_model(name, **overrides)`` replaces fields of it; an exported checkpoint stores it in ``config.json`` so the
-same architecture can be rebuilt anywhere.
+A [`ModelConfig`][fpn_zoo.config.ModelConfig] fully describes the architecture of one detector. The registry holds one
+per model name; ``create_model(name, **overrides)`` replaces fields of it; an exported checkpoint stores it in
+``config.json`` so the same architecture can be rebuilt anywhere.
 """
 
 from __future__ import annotations
@@ -146,13 +146,13 @@ class ModelConfig:
 
     @property
     def backbone_spec(self) -> BackboneSpec:
-        """The timm mapping of :attr:`backbone`."""
+        """The timm mapping of `backbone`."""
         return BACKBONES[self.backbone]
 
     def replace(self, **changes: Any) -> ModelConfig:
         """Return a copy with ``changes`` applied, refusing unknown or identity fields.
 
-        Example:
+        Examples:
             >>> from fpn_zoo.registry import get_model_config
             >>> get_model_config("bifpn_r50_coco").replace(bifpn_repeats=2).bifpn_repeats
             2
@@ -180,7 +180,7 @@ class ModelConfig:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> ModelConfig:
-        """Inverse of :meth:`to_dict`; unknown keys are an error so nothing is silently ignored."""
+        """Inverse of `to_dict`; unknown keys are an error so nothing is silently ignored."""
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(data) - known)
         if unknown:

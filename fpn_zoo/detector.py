@@ -34,16 +34,16 @@ class BackboneWithNeck(nn.Module):
 
 
 class ZooDetector(FasterRCNN, ZooHubMixin):
-    """torchvision ``FasterRCNN`` built from a :class:`~fpn_zoo.config.ModelConfig`.
+    """torchvision ``FasterRCNN`` built from a [`ModelConfig`][fpn_zoo.config.ModelConfig].
 
     Behaves exactly like torchvision's detectors: in eval mode ``model(images)`` takes a list of ``(3, H, W)`` float
     tensors in [0, 1] and returns one dict per image with ``boxes`` (x1, y1, x2, y2 in input pixels), ``scores`` and
     ``labels`` (COCO category ids for COCO models); in train mode ``model(images, targets)`` returns a dict of
     losses, to which AugFPN models add their consistent-supervision terms (``loss_aux_*``, see
-    :mod:`fpn_zoo.heads.consistent_supervision`). Inputs are checked first, so a uint8 or HWC tensor fails with a
-    message instead of garbage detections.
+    [`fpn_zoo.heads.consistent_supervision`][fpn_zoo.heads.consistent_supervision]). Inputs are checked first, so a
+    uint8 or HWC tensor fails with a message instead of garbage detections.
     ``from_pretrained``, ``save_pretrained`` and ``push_to_hub`` work as on Hugging Face Hub models
-    (:class:`~fpn_zoo.weights.hub_mixin.ZooHubMixin`).
+    ([`ZooHubMixin`][fpn_zoo.weights.hub_mixin.ZooHubMixin]).
 
     Attributes:
         config: The architecture this model was built from (what ``config.json`` stores).

@@ -20,7 +20,7 @@ def label_color(label: int) -> tuple[int, int, int]:
 
     Consecutive labels get well-separated hues (golden-ratio steps around the colour wheel).
 
-    Example:
+    Examples:
         >>> label_color(1) == label_color(1), label_color(1) != label_color(2)
         (True, True)
     """
@@ -40,7 +40,7 @@ def draw_detections(image: torch.Tensor, boxes: torch.Tensor, labels: list[int],
     Returns:
         The drawn image as a ``(3, H, W)`` uint8 tensor on the CPU.
 
-    Example:
+    Examples:
         >>> out = draw_detections(torch.zeros(3, 20, 30), torch.tensor([[2.0, 3.0, 20.0, 15.0]]), [1], ["person 0.9"])
         >>> out.shape, out.dtype
         (torch.Size([3, 20, 30]), torch.uint8)
@@ -62,7 +62,7 @@ def draw_detections(image: torch.Tensor, boxes: torch.Tensor, labels: list[int],
 def save_png(image: torch.Tensor, path: str | os.PathLike[str]) -> None:
     """Write a ``(3, H, W)`` uint8 tensor as a PNG file.
 
-    Example:
+    Examples:
         >>> save_png(torch.zeros(3, 4, 4, dtype=torch.uint8), "x.png")  # doctest: +SKIP
     """
     Image.fromarray(np.ascontiguousarray(image.permute(1, 2, 0).numpy())).save(path, format="PNG")

@@ -23,7 +23,7 @@ __all__ = ["WeightsNotAvailableError", "create_model", "resolve_device"]
 def resolve_device(device: torch.device | str | None) -> torch.device:
     """``None`` -> ``cuda`` when available, else ``cpu``; anything else is validated by torch.
 
-    Example:
+    Examples:
         >>> resolve_device("cpu")
         device(type='cpu')
     """
@@ -94,7 +94,8 @@ def create_model(
     """Build a zoo detector, optionally with weights, on the GPU when there is one.
 
     Args:
-        name: Registered model name, e.g. ``"fpn_r50_coco"`` (see :func:`fpn_zoo.list_models`).
+        name: Registered model name, e.g. ``"fpn_r50_coco"`` (see
+            [`fpn_zoo.list_models`][fpn_zoo.registry.list_models]).
         weights: A local ``.safetensors`` file, an exported folder (``model.safetensors`` + ``config.json``), or
             ``"hf-hub:ORG/NAME[@REVISION]"`` for an exported model on the Hugging Face Hub. Loading is strict: a
             tensor that is missing, unexpected or of another shape is an error.
@@ -102,12 +103,12 @@ def create_model(
             weights with that tag. Published weights come from the Hub at their pinned commit; convertible ones
             are downloaded from upstream and converted once. Either way the file's full sha256 is verified before
             first use and the result is cached (``fpn_zoo.weights.cache``). Models without weights raise
-            :class:`WeightsNotAvailableError` listing what exists.
+            [`WeightsNotAvailableError`][fpn_zoo.weights.resolve.WeightsNotAvailableError] listing what exists.
         num_classes: Class slots including background. With weights of another class count, only the
             class-specific predictor (``roi_heads.box_predictor.*``) is re-initialised and a warning names the
             dropped tensors.
         device: ``None`` picks CUDA when available, else CPU.
-        **overrides: Other :class:`~fpn_zoo.config.ModelConfig` fields, e.g. ``box_score_thresh=0.3``,
+        **overrides: Other [`ModelConfig`][fpn_zoo.config.ModelConfig] fields, e.g. ``box_score_thresh=0.3``,
             ``trainable_backbone_layers=5``, ``pretrained_backbone=True`` (timm ImageNet weights),
             ``bifpn_repeats=4``, ``categories=[...]``.
 
@@ -123,7 +124,7 @@ def create_model(
         WeightsDownloadError: Weights that could not be fetched (offline with a cold cache, unknown revision...).
         WeightsIntegrityError: A download whose sha256 stays wrong after one retry.
 
-    Example:
+    Examples:
         >>> import fpn_zoo, torch
         >>> model = fpn_zoo.create_model("fpn_r50_coco", device="cpu", min_size=256, max_size=256)
         >>> out = model([torch.rand(3, 200, 300)])

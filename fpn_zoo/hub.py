@@ -25,7 +25,7 @@ def _docstring(config: ModelConfig) -> str:
         device: None = CUDA when available, else CPU.
         **overrides: Other ModelConfig fields (e.g. box_score_thresh=0.3, pretrained_backbone=True).
 
-    Example:
+    Examples:
         >>> model = torch.hub.load("OWNER/fpn-zoo", "{config.name}", pretrained=True)
     """
 
@@ -53,7 +53,7 @@ def _make_entrypoint(name: str) -> Callable[..., Any]:
 def entrypoints() -> dict[str, Callable[..., Any]]:
     """One documented callable per registered model name, for ``hubconf.py``.
 
-    Example:
+    Examples:
         >>> "fpn_r50_coco" in entrypoints()
         True
     """

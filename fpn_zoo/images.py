@@ -1,9 +1,10 @@
 """Turning user images into model inputs.
 
 The detectors take a list of ``(3, H, W)`` float tensors with RGB values in ``[0, 1]`` (torchvision's detection
-contract). :func:`load_image` reads files, :func:`to_model_input` converts whatever a user holds (path, PIL image,
-numpy array, tensor) and :func:`check_model_input` is the cheap strict check the model runs in ``forward``.
-Every refusal is an :class:`ImageError` that says what was found and what is valid.
+contract). [`load_image`][fpn_zoo.images.load_image] reads files, [`to_model_input`][fpn_zoo.images.to_model_input]
+converts whatever a user holds (path, PIL image, numpy array, tensor) and
+[`check_model_input`][fpn_zoo.images.check_model_input] is the cheap strict check the model runs in ``forward``. Every
+refusal is an [`ImageError`][fpn_zoo.images.ImageError] that says what was found and what is valid.
 
 Alpha channels are dropped, never composited, matching ``torchvision.io.read_image(path, ImageReadMode.RGB)``.
 """
@@ -46,7 +47,7 @@ def load_image(path: str | os.PathLike[str]) -> torch.Tensor:
     data and refused outside ``[0, 65535]``. Float (``F``) images must already lie in ``[0, 1]``. Pillow itself
     decodes 16-bit-per-channel colour PNGs to 8 bits; for full precision decode them with a library that keeps 16
     bits (e.g. imageio, or OpenCV's ``IMREAD_UNCHANGED`` then BGR to RGB) and pass the uint16 array to
-    :func:`to_model_input`. Only the first frame of animated or multi-page files is read.
+    [`to_model_input`][fpn_zoo.images.to_model_input]. Only the first frame of animated or multi-page files is read.
 
     Args:
         path: Path of the image file.
@@ -58,7 +59,7 @@ def load_image(path: str | os.PathLike[str]) -> torch.Tensor:
         ImageError: If the file is missing, a directory, unreadable, not an image Pillow can decode, truncated,
             larger than ``PIL.Image.MAX_IMAGE_PIXELS``, or holds values outside the range of its mode.
 
-    Example:
+    Examples:
         >>> from fpn_zoo.images import load_image, sample_image_path
         >>> load_image(sample_image_path()).shape
         torch.Size([3, 512, 512])
@@ -102,10 +103,10 @@ def to_model_input(image: torch.Tensor | Image.Image | np.ndarray | str | os.Pat
 
     Accepted inputs:
 
-    * a path: read with :func:`load_image`;
-    * a PIL image: converted with the same mode rules as :func:`load_image`, but used as given (EXIF orientation is
-      not applied, so boxes line up with the image object you hold; call ``PIL.ImageOps.exif_transpose`` first to
-      get the upright image);
+    * a path: read with [`load_image`][fpn_zoo.images.load_image];
+    * a PIL image: converted with the same mode rules as [`load_image`][fpn_zoo.images.load_image], but used as given
+      (EXIF orientation is not applied, so boxes line up with the image object you hold; call
+      ``PIL.ImageOps.exif_transpose`` first to get the upright image);
     * a numpy array laid out ``(H, W)``, ``(H, W, 1)``, ``(H, W, 3)`` or ``(H, W, 4)`` (the PIL convention, RGB; convert
       OpenCV's BGR first), of dtype uint8 (divided by 255), uint16 (divided by 65535), bool, or float in ``[0, 1]``;
     * a torch tensor laid out ``(3, H, W)``, ``(1, H, W)`` (replicated), ``(4, H, W)`` (alpha dropped), ``(H, W)``, or
@@ -124,7 +125,7 @@ def to_model_input(image: torch.Tensor | Image.Image | np.ndarray | str | os.Pat
     Raises:
         ImageError: If the input type, layout, dtype or value range is not one of the above, or a file cannot be read.
 
-    Example:
+    Examples:
         >>> import numpy as np
         >>> from fpn_zoo.images import to_model_input
         >>> x = to_model_input(np.full((4, 6, 3), 255, dtype=np.uint8))
@@ -158,7 +159,7 @@ def check_model_input(images: list[torch.Tensor]) -> None:
 
     Valid input is a non-empty list (or tuple) of float tensors of shape ``(3, H, W)`` with ``H, W >= 1``. Values are
     expected in ``[0, 1]`` but not checked here: scanning every pixel would cost time on each forward pass. Use
-    :func:`to_model_input` to convert, and range-check, user images.
+    [`to_model_input`][fpn_zoo.images.to_model_input] to convert, and range-check, user images.
 
     Args:
         images: The images handed to the model.
@@ -166,7 +167,7 @@ def check_model_input(images: list[torch.Tensor]) -> None:
     Raises:
         ImageError: Naming the first offending image and what was found (type, shape or dtype).
 
-    Example:
+    Examples:
         >>> import torch
         >>> from fpn_zoo.images import check_model_input
         >>> check_model_input([torch.rand(3, 64, 80), torch.rand(3, 32, 32)])
@@ -227,7 +228,7 @@ def sample_image_path() -> pathlib.Path:
     Raises:
         FileNotFoundError: If the installed package lacks its assets (e.g. it runs from a zip archive).
 
-    Example:
+    Examples:
         >>> from fpn_zoo.images import sample_image_path
         >>> sample_image_path().name
         'astronaut.jpg'

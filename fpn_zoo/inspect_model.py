@@ -73,7 +73,7 @@ class ArchitectureInfo:
 
 @dataclass(frozen=True)
 class FlopCount:
-    """Result of :func:`count_flops`.
+    """Result of [`count_flops`][fpn_zoo.inspect_model.count_flops].
 
     Attributes:
         gflops: Total FLOPs / 1e9, counting 2 FLOPs per multiply-add.
@@ -107,7 +107,7 @@ def count_parameters(config: ModelConfig) -> int:
         The parameter count with frozen BatchNorm (statistics are buffers, not parameters), of the inference model:
         AugFPN's training-only auxiliary head is not counted.
 
-    Example:
+    Examples:
         >>> from fpn_zoo import get_model_config
         >>> count_parameters(get_model_config("fpn_r50_coco"))
         41755286
@@ -144,7 +144,7 @@ def inspect_architecture(config: ModelConfig) -> ArchitectureInfo:
     Returns:
         The summary, parameter count included.
 
-    Example:
+    Examples:
         >>> from fpn_zoo import get_model_config
         >>> info = inspect_architecture(get_model_config("fpn_r50_coco"))
         >>> info.backbone_channels, info.pyramid_strides
@@ -191,7 +191,7 @@ def count_flops(config: ModelConfig, height: int, width: int, *, seed: int = 0) 
     Raises:
         ValueError: If a side is not an integer in [1, 4096].
 
-    Example:
+    Examples:
         >>> from fpn_zoo import get_model_config
         >>> count_flops(get_model_config("fpn_r50_coco"), 64, 64).gflops > 0  # doctest: +SKIP
         True
@@ -230,10 +230,11 @@ def model_report(config: ModelConfig, *, input_size: tuple[int, int] | None = (8
         input_size: ``(height, width)`` at which to count FLOPs; ``None`` skips the count (``gflops`` is ``None``).
 
     Returns:
-        The :class:`ArchitectureInfo` fields, ``gflops`` and ``flops`` (how they were counted), the label space
-        (``dataset``, ``num_classes``, ``categories``), the resize bounds and the weights manifest entries.
+        The [`ArchitectureInfo`][fpn_zoo.inspect_model.ArchitectureInfo] fields, ``gflops`` and ``flops`` (how they were
+        counted), the label space (``dataset``, ``num_classes``, ``categories``), the resize bounds and the weights
+        manifest entries.
 
-    Example:
+    Examples:
         >>> from fpn_zoo import get_model_config
         >>> model_report(get_model_config("fpn_r50_coco"), input_size=None)["num_params"]
         41755286
@@ -272,16 +273,16 @@ def _entry_summary(entry: Any) -> dict[str, Any]:
 
 
 def format_report(data: dict[str, Any], *, shown_categories: int = 5) -> str:
-    """Render a :func:`model_report` dictionary as the text ``fpn-zoo info`` prints.
+    """Render a [`model_report`][fpn_zoo.inspect_model.model_report] dictionary as the text ``fpn-zoo info`` prints.
 
     Args:
-        data: Output of :func:`model_report`.
+        data: Output of [`model_report`][fpn_zoo.inspect_model.model_report].
         shown_categories: How many category names to show (background excluded).
 
     Returns:
         Multi-line text, one labelled fact per line.
 
-    Example:
+    Examples:
         >>> from fpn_zoo import get_model_config
         >>> print(format_report(model_report(get_model_config("fpn_r50_coco"), input_size=None)).splitlines()[0])
         fpn_r50_coco

@@ -1,4 +1,4 @@
-"""The model registry: one :class:`~fpn_zoo.config.ModelConfig` per public model name.
+"""The model registry: one [`ModelConfig`][fpn_zoo.config.ModelConfig] per public model name.
 
 Every pair of backbone and neck is registered under ``{neck}_{backbone}_{dataset}``. Registering a name twice is an
 error (torchvision's rule, not timm's warning), so a typo can never silently replace a model.
@@ -44,7 +44,7 @@ def list_models(pattern: str | None = None) -> list[str]:
     Returns:
         Sorted model names.
 
-    Example:
+    Examples:
         >>> import fpn_zoo
         >>> fpn_zoo.list_models("*_r50_*")
         ['augfpn_r50_coco', 'bifpn_r50_coco', 'fpn_r50_coco', 'panet_r50_coco']
@@ -61,7 +61,7 @@ def get_model_config(name: str) -> ModelConfig:
     Raises:
         UnknownModelError: For an unknown name (a ``KeyError``); the message lists the closest registered names.
 
-    Example:
+    Examples:
         >>> get_model_config("fpn_r50_coco").backbone_spec.timm_name
         'resnet50'
     """

@@ -1,6 +1,6 @@
 """Detection data for training and evaluation: COCO-format datasets, augmentations, batching, synthetic data.
 
-Example:
+Examples:
     >>> import tempfile
     >>> from torch.utils.data import DataLoader, RandomSampler
     >>> from fpn_zoo.data import (CocoDetection, GroupedBatchSampler, build_train_transforms, collate_detection,
@@ -12,7 +12,7 @@ Example:
     >>> len(images), sorted(targets[0])
     (2, ['boxes', 'image_id', 'labels', 'orig_size'])
 
-``pycocotools`` is needed by :class:`CocoDetection` only and imported when one is built.
+``pycocotools`` is needed by [`CocoDetection`][fpn_zoo.data.coco.CocoDetection] only and imported when one is built.
 """
 
 from __future__ import annotations

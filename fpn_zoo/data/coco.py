@@ -1,8 +1,8 @@
 """COCO-format detection data as a torch ``Dataset``: validated on construction, contiguous labels, torchvision targets.
 
 Labels are contiguous training labels: label ``k`` is ``categories[k]`` and ``categories[0]`` is the background, the
-convention of :class:`fpn_zoo.config.ModelConfig`; ``label_to_category_id`` turns predictions back into the file's
-own category ids for COCO evaluation.
+convention of [`fpn_zoo.config.ModelConfig`][fpn_zoo.config.ModelConfig]; ``label_to_category_id`` turns predictions
+back into the file's own category ids for COCO evaluation.
 """
 
 from __future__ import annotations
@@ -61,34 +61,37 @@ def _pycocotools_coco() -> Any:
 class CocoDetection(Dataset[tuple[torch.Tensor, Target]]):
     """A COCO-format detection dataset yielding ``(image, target)`` pairs for torchvision detectors.
 
-    The annotation file is validated on construction (see :func:`fpn_zoo.data.validate.validate_coco` for every
-    check); :attr:`report` holds what was found. Crowd annotations (``iscrowd=1``) stay in :attr:`coco` for COCO
-    evaluation, which ignores detections matching them, but are left out of training targets, as torchvision's
-    detection references do. Images without boxes are kept as negatives. Boxes overhanging their image by at most
-    one pixel are clipped to it in targets (:attr:`coco` keeps them as the file has them).
+    The annotation file is validated on construction (see
+    [`fpn_zoo.data.validate.validate_coco`][fpn_zoo.data.validate.validate_coco] for every check); `report` holds what
+    was found. Crowd annotations (``iscrowd=1``) stay in `coco` for COCO evaluation, which ignores detections matching
+    them, but are left out of training targets, as torchvision's detection references do. Images without boxes are kept
+    as negatives. Boxes overhanging their image by at most one pixel are clipped to it in targets (`coco` keeps them as
+    the file has them).
 
     Images are decoded in ``__getitem__`` as stored, without applying EXIF orientation, because COCO annotations are
     in stored-pixel coordinates (as pycocotools and torchvision read them); Pillow modes are converted to RGB by
-    :func:`fpn_zoo.to_model_input`'s rules.
+    [`fpn_zoo.to_model_input`][fpn_zoo.images.to_model_input]'s rules.
 
     Args:
         ann_file: COCO-format ``.json`` file.
         image_dir: Folder the images' ``file_name`` values are relative to.
         transforms: Called as ``transforms(image, target)`` with the image as a ``tv_tensors.Image`` (float32 in
             ``[0, 1]``) and ``target["boxes"]`` as ``tv_tensors.BoundingBoxes``, so ``torchvision.transforms.v2``
-            pipelines such as :func:`fpn_zoo.data.build_train_transforms` move boxes with the pixels.
-        on_invalid: ``"error"`` raises :class:`DatasetError` listing every problem; ``"skip"`` drops the offending
-            images, categories and annotations, warns with the counts (:class:`DatasetWarning`) and loads the rest.
+            pipelines such as [`fpn_zoo.data.build_train_transforms`][fpn_zoo.data.transforms.build_train_transforms]
+            move boxes with the pixels.
+        on_invalid: ``"error"`` raises [`DatasetError`][fpn_zoo.data.report.DatasetError] listing every problem;
+            ``"skip"`` drops the offending images, categories and annotations, warns with the counts
+            ([`DatasetWarning`][fpn_zoo.data.report.DatasetWarning]) and loads the rest.
         check_images: Open each image file's header at construction to catch missing, unreadable and wrongly
             sized files early (about 0.1 ms a file). ``False`` trusts the files; a bad one then fails in
-            ``__getitem__`` with a :class:`DatasetError` naming it.
+            ``__getitem__`` with a [`DatasetError`][fpn_zoo.data.report.DatasetError] naming it.
 
     Attributes:
         coco: ``pycocotools.coco.COCO`` over the valid part of the file, the ground truth for ``COCOeval``.
         image_ids: COCO image id of each index, in file order.
         categories: ``("__background__", name_1, ...)``: the name of each contiguous label, sorted by category id.
         label_to_category_id: The file's category id of each label; ``None`` for the background.
-        category_id_to_label: Inverse of :attr:`label_to_category_id`.
+        category_id_to_label: Inverse of `label_to_category_id`.
         report: What validation found.
         transforms: The ``transforms`` argument.
 
@@ -98,7 +101,7 @@ class CocoDetection(Dataset[tuple[torch.Tensor, Target]]):
             or category left.
         ImportError: If pycocotools is not installed.
 
-    Example:
+    Examples:
         >>> import tempfile
         >>> from fpn_zoo.data import CocoDetection, write_synthetic_coco
         >>> ann_file, image_dir = write_synthetic_coco(tempfile.mkdtemp(), num_images=4, category_ids=(3, 7, 11))
@@ -217,7 +220,7 @@ class CocoDetection(Dataset[tuple[torch.Tensor, Target]]):
     def aspect_ratios(self) -> list[float]:
         """Width / height of each image, from the annotation file (no decoding), for aspect-ratio grouping.
 
-        Example:
+        Examples:
             >>> import tempfile
             >>> from fpn_zoo.data import CocoDetection, write_synthetic_coco
             >>> ds = CocoDetection(*write_synthetic_coco(tempfile.mkdtemp(), num_images=2, image_size=(64, 128)))

@@ -17,7 +17,7 @@ def collate_detection(batch: Sequence[tuple[torch.Tensor, dict[str, Any]]]) -> t
     different sizes and targets with different box counts.
 
     Args:
-        batch: Samples as :class:`fpn_zoo.data.CocoDetection` returns them.
+        batch: Samples as [`fpn_zoo.data.CocoDetection`][fpn_zoo.data.coco.CocoDetection] returns them.
 
     Returns:
         The images and the targets, each as a list in batch order.
@@ -25,7 +25,7 @@ def collate_detection(batch: Sequence[tuple[torch.Tensor, dict[str, Any]]]) -> t
     Raises:
         ValueError: If the batch is empty or a sample is not an ``(image, target)`` pair.
 
-    Example:
+    Examples:
         >>> import torch
         >>> from fpn_zoo.data import collate_detection
         >>> images, targets = collate_detection([(torch.zeros(3, 4, 5), {"image_id": 1}), (torch.zeros(3, 6, 2), {})])

@@ -1,8 +1,10 @@
 """What validating a COCO annotation file found: problems that drop items, and facts worth knowing.
 
-:class:`DatasetReport` counts each kind of problem and keeps a few examples; :meth:`DatasetReport.summary` is the text
-that :class:`DatasetError` carries (``on_invalid="error"``) or that :class:`DatasetWarning` shows
-(``on_invalid="skip"``). The kinds, what they mean and how to fix them live in one table, :data:`PROBLEM_KINDS`.
+[`DatasetReport`][fpn_zoo.data.report.DatasetReport] counts each kind of problem and keeps a few examples;
+[`DatasetReport.summary`][fpn_zoo.data.report.DatasetReport.summary] is the text that
+[`DatasetError`][fpn_zoo.data.report.DatasetError] carries (``on_invalid="error"``) or that
+[`DatasetWarning`][fpn_zoo.data.report.DatasetWarning] shows (``on_invalid="skip"``). The kinds, what they mean and how
+to fix them live in one table, [`PROBLEM_KINDS`][fpn_zoo.data.report.PROBLEM_KINDS].
 """
 
 from __future__ import annotations
@@ -80,7 +82,7 @@ PROBLEM_KINDS: Mapping[str, _Kind] = {
         "image's 'width'/'height'",
     ),
 }
-"""Every problem kind :class:`DatasetReport` counts, with what it means and how to fix it."""
+"""Every problem kind `DatasetReport` counts, with what it means and how to fix it."""
 
 NOTE_KINDS: Mapping[str, str] = {
     "crowd_annotations": "crowd annotations (iscrowd=1): kept in .coco for evaluation, left out of training targets",
@@ -96,8 +98,9 @@ class DatasetError(ValueError):
     """An annotation file that cannot be loaded as it is; the message says what is wrong and how to go on.
 
     Attributes:
-        report: The full :class:`DatasetReport`, or ``None`` when the file could not be read as COCO at all (not
-            JSON, or without the top-level 'images', 'annotations' and 'categories' lists), which no skipping mends.
+        report: The full [`DatasetReport`][fpn_zoo.data.report.DatasetReport], or ``None`` when the file could not be
+            read as COCO at all (not JSON, or without the top-level 'images', 'annotations' and 'categories' lists),
+            which no skipping mends.
     """
 
     def __init__(self, message: str, report: DatasetReport | None = None) -> None:
@@ -120,12 +123,14 @@ class DatasetReport:
         num_images: Images kept (loadable after dropping the offending items).
         num_annotations: Annotations kept, crowd annotations included.
         num_categories: Categories kept.
-        problems: Count per problem kind (keys of :data:`PROBLEM_KINDS`); only kinds that occurred.
+        problems: Count per problem kind (keys of [`PROBLEM_KINDS`][fpn_zoo.data.report.PROBLEM_KINDS]); only kinds that
+            occurred.
         examples: Up to three examples per problem kind.
-        notes: Count per non-fatal fact (keys of :data:`NOTE_KINDS`); only facts that occurred.
+        notes: Count per non-fatal fact (keys of [`NOTE_KINDS`][fpn_zoo.data.report.NOTE_KINDS]); only facts that
+            occurred.
         dropped: Whether the offending items were dropped (``on_invalid="skip"``) rather than refused.
 
-    Example:
+    Examples:
         >>> from fpn_zoo.data import DatasetReport
         >>> report = DatasetReport("a.json", 2, 5, 3, problems={"box_degenerate": 1},
         ...                        examples={"box_degenerate": ("annotation id 7 (image 1): bbox [0, 0, 0, 4]",)})
@@ -155,7 +160,7 @@ class DatasetReport:
     def summary(self) -> str:
         """Multi-line text: counts per problem with examples and fixes, then the notes.
 
-        Example:
+        Examples:
             >>> from fpn_zoo.data import DatasetReport
             >>> print(DatasetReport("a.json", 4, 9, 3, notes={"images_without_boxes": 1}).summary())
             'a.json': 4 images, 9 annotations, 3 categories; no problems.

@@ -3,10 +3,11 @@
 The idea and the binning are torchvision's detection references (``references/detection/group_by_aspect_ratio.py``);
 the end of an epoch differs. torchvision's ``GroupedBatchSampler`` has ``len(sampler) // batch_size`` batches and
 fills the last ones by padding incomplete groups with *repeated* samples of the same group, so in each epoch some
-images appear twice and others not at all. :class:`GroupedBatchSampler` here yields every index exactly once: it
-concatenates the incomplete groups in aspect-ratio order and cuts that into batches, so the last few batches may mix
-neighbouring groups and the very last may be short. The number of batches is ``ceil(len(sampler) / batch_size)``
-whatever the grouping, which keeps every ``DistributedSampler`` rank on the same step count.
+images appear twice and others not at all. [`GroupedBatchSampler`][fpn_zoo.data.sampler.GroupedBatchSampler] here yields
+every index exactly once: it concatenates the incomplete groups in aspect-ratio order and cuts that into batches, so the
+last few batches may mix neighbouring groups and the very last may be short. The number of batches is
+``ceil(len(sampler) / batch_size)`` whatever the grouping, which keeps every ``DistributedSampler`` rank on the same
+step count.
 """
 
 from __future__ import annotations
@@ -39,7 +40,7 @@ def create_aspect_ratio_groups(aspect_ratios: Sequence[float], k: int = 3) -> li
     Raises:
         ValueError: If ``k`` is not an integer >= 0 or a ratio is not a positive finite number.
 
-    Example:
+    Examples:
         >>> from fpn_zoo.data import create_aspect_ratio_groups
         >>> create_aspect_ratio_groups([0.75, 1.0, 1.33, 1.5, 3.0], k=1)
         [1, 2, 2, 2, 3]
@@ -64,11 +65,13 @@ class GroupedBatchSampler(Sampler[list[int]]):
     once, the output is fully determined by the sampler's order, and there are ``ceil(len(sampler) / batch_size)``
     batches (``len(sampler) // batch_size`` with ``drop_last``, which drops only that last short batch).
 
-    Works on any sampler, including ``DistributedSampler``; :meth:`set_epoch` is passed on to it.
+    Works on any sampler, including ``DistributedSampler``;
+    [`set_epoch`][fpn_zoo.data.sampler.GroupedBatchSampler.set_epoch] is passed on to it.
 
     Args:
         sampler: Yields dataset indices (``RandomSampler``, ``DistributedSampler``, a list, ...).
-        group_ids: Group of each dataset index, from :func:`create_aspect_ratio_groups`.
+        group_ids: Group of each dataset index, from
+            [`create_aspect_ratio_groups`][fpn_zoo.data.sampler.create_aspect_ratio_groups].
         batch_size: Images per batch, >= 1.
         drop_last: Drop the final short batch, if any.
 
@@ -76,7 +79,7 @@ class GroupedBatchSampler(Sampler[list[int]]):
         ValueError: If ``batch_size`` is not a positive integer.
         IndexError: During iteration, if the sampler gives an index that ``group_ids`` has no entry for.
 
-    Example:
+    Examples:
         >>> from fpn_zoo.data import GroupedBatchSampler
         >>> list(GroupedBatchSampler([0, 1, 2, 3, 4], group_ids=[0, 1, 0, 1, 0], batch_size=2))
         [[0, 2], [1, 3], [4]]

@@ -97,7 +97,8 @@ def write_synthetic_coco(
     Args:
         out_dir: Folder to write into (created if missing).
         num_images: Images in all, >= 2; the last one has no boxes.
-        num_classes: Categories, 1 to 8, named and coloured as the first entries of :data:`COLOURS`.
+        num_classes: Categories, 1 to 8, named and coloured as the first entries of
+            [`COLOURS`][fpn_zoo.data.synthetic.COLOURS].
         image_size: ``(height, width)`` of every image, each >= 32.
         seed: Seed of the layout.
         category_ids: The categories' ids in the file, e.g. ``(3, 7, 11)`` to exercise non-contiguous ids;
@@ -106,12 +107,12 @@ def write_synthetic_coco(
         image_format: ``"png"`` (lossless, exact colours) or ``"jpg"``.
 
     Returns:
-        ``(ann_file, image_dir)``, the two arguments of :class:`fpn_zoo.data.CocoDetection`.
+        ``(ann_file, image_dir)``, the two arguments of [`fpn_zoo.data.CocoDetection`][fpn_zoo.data.coco.CocoDetection].
 
     Raises:
         ValueError: If an argument is out of range.
 
-    Example:
+    Examples:
         >>> import tempfile
         >>> from fpn_zoo.data import CocoDetection, write_synthetic_coco
         >>> ann_file, image_dir = write_synthetic_coco(tempfile.mkdtemp(), num_images=3, crowd=True)

@@ -1,8 +1,8 @@
 """Detection augmentations built from ``torchvision.transforms.v2``, which moves boxes along with the pixels.
 
 The pipelines take and return ``(image, target)`` with ``target["boxes"]`` a ``tv_tensors.BoundingBoxes`` and
-``target["labels"]`` a tensor, as :class:`fpn_zoo.data.CocoDetection` hands them over. Each ends with
-``SanitizeBoundingBoxes``, which drops boxes that became smaller than one pixel (or empty) together with their
+``target["labels"]`` a tensor, as [`fpn_zoo.data.CocoDetection`][fpn_zoo.data.coco.CocoDetection] hands them over. Each
+ends with ``SanitizeBoundingBoxes``, which drops boxes that became smaller than one pixel (or empty) together with their
 labels, so boxes and labels always stay paired.
 """
 
@@ -37,7 +37,7 @@ class ShrinkToFit(v2.Transform):
         min_size: Target of the shorter side, or ``None`` for no limit from it.
         max_size: Limit of the longer side, or ``None`` for no limit from it.
 
-    Example:
+    Examples:
         >>> import torch
         >>> from torchvision import tv_tensors
         >>> from fpn_zoo.data import ShrinkToFit
@@ -88,7 +88,8 @@ def build_train_transforms(
     Args:
         hflip: Probability of a horizontal flip, in ``[0, 1]``; 0 leaves it out.
         jitter: Add ``ColorJitter`` (brightness, contrast and saturation by up to 20 %, no hue shift).
-        min_size: With ``max_size``, shrink large images with :class:`ShrinkToFit`; pass the model's values.
+        min_size: With ``max_size``, shrink large images with [`ShrinkToFit`][fpn_zoo.data.transforms.ShrinkToFit]; pass
+            the model's values.
         max_size: See ``min_size``.
 
     Returns:
@@ -97,7 +98,7 @@ def build_train_transforms(
     Raises:
         ValueError: If ``hflip`` is outside ``[0, 1]`` or a size is not a positive integer.
 
-    Example:
+    Examples:
         >>> import torch
         >>> from torchvision import tv_tensors
         >>> from fpn_zoo.data import build_train_transforms
@@ -120,19 +121,20 @@ def build_train_transforms(
 
 
 def build_eval_transforms(*, min_size: int | None = None, max_size: int | None = None) -> v2.Compose:
-    """The evaluation pipeline: optional shrink (:class:`ShrinkToFit`) and box sanitizing, nothing random.
+    """The evaluation pipeline: optional shrink (`ShrinkToFit`) and box sanitizing, nothing random.
 
     Predictions on shrunk images are in shrunk pixels; ``target["orig_size"]`` keeps the original size to scale them
     back for COCO evaluation.
 
     Args:
-        min_size: Shorter-side target of :class:`ShrinkToFit` (``None`` with ``max_size`` for no shrinking).
-        max_size: Longer-side limit of :class:`ShrinkToFit`.
+        min_size: Shorter-side target of [`ShrinkToFit`][fpn_zoo.data.transforms.ShrinkToFit] (``None`` with
+            ``max_size`` for no shrinking).
+        max_size: Longer-side limit of [`ShrinkToFit`][fpn_zoo.data.transforms.ShrinkToFit].
 
     Returns:
         A ``v2.Compose`` called as ``transform(image, target)``.
 
-    Example:
+    Examples:
         >>> from fpn_zoo.data import build_eval_transforms
         >>> [type(t).__name__ for t in build_eval_transforms(max_size=1333).transforms]
         ['ShrinkToFit', 'ClampBoundingBoxes', 'SanitizeBoundingBoxes']

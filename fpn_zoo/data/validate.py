@@ -1,8 +1,9 @@
 """Checking a COCO detection file before training on it, item by item, and keeping only what is valid.
 
-:func:`read_annotation_file` refuses what cannot be COCO at all; :func:`validate_coco` walks categories, images and
-annotations, counts every problem into a :class:`~fpn_zoo.data.report.DatasetReport` and returns the valid subset.
-Pure JSON work except for the image-file check, which opens each file's header (see :func:`validate_coco`).
+[`read_annotation_file`][fpn_zoo.data.validate.read_annotation_file] refuses what cannot be COCO at all;
+[`validate_coco`][fpn_zoo.data.validate.validate_coco] walks categories, images and annotations, counts every problem
+into a [`DatasetReport`][fpn_zoo.data.report.DatasetReport] and returns the valid subset. Pure JSON work except for the
+image-file check, which opens each file's header (see [`validate_coco`][fpn_zoo.data.validate.validate_coco]).
 """
 
 from __future__ import annotations
@@ -63,7 +64,7 @@ def read_annotation_file(path: str | os.PathLike[str]) -> dict[str, Any]:
         DatasetError: If the file is not JSON, or not an object with ``images``, ``annotations`` and ``categories``
             lists. No ``on_invalid`` mode mends these: there are no items to skip.
 
-    Example:
+    Examples:
         >>> import tempfile
         >>> from fpn_zoo.data import write_synthetic_coco
         >>> from fpn_zoo.data.validate import read_annotation_file
@@ -290,9 +291,9 @@ def validate_coco(
 
     Problems (each offending item counted once, under the first problem found): malformed entries, duplicate ids,
     image files that are missing, unreadable or of another size than the json says, annotations of unknown images or
-    categories, boxes with zero or negative width or height, and boxes reaching more than :data:`BOX_TOLERANCE`
-    pixels outside their image. Annotations of a dropped image or category go with it (note
-    ``dropped_with_parent``).
+    categories, boxes with zero or negative width or height, and boxes reaching more than
+    [`BOX_TOLERANCE`][fpn_zoo.data.validate.BOX_TOLERANCE] pixels outside their image. Annotations of a dropped image or
+    category go with it (note ``dropped_with_parent``).
 
     Image files are checked here by reading their header and ``PIL.Image.verify()`` (about 0.1 ms a file): that
     finds missing, empty, non-image and wrongly sized files and corrupt PNG chunks before training starts. A full
@@ -300,7 +301,7 @@ def validate_coco(
     so that is left to ``CocoDetection.__getitem__``, which names the file when decoding fails.
 
     Args:
-        data: The parsed file, as :func:`read_annotation_file` returns it.
+        data: The parsed file, as [`read_annotation_file`][fpn_zoo.data.validate.read_annotation_file] returns it.
         image_dir: Folder the images' ``file_name`` values are relative to.
         source: Name of the file, for the report.
         check_images: Open every image file's header; ``False`` trusts the files (no file I/O at all).
@@ -310,7 +311,7 @@ def validate_coco(
         The valid subset, with ``iscrowd`` and ``area`` filled in where missing (``COCOeval`` reads both), and the
         report.
 
-    Example:
+    Examples:
         >>> import tempfile
         >>> from fpn_zoo.data import write_synthetic_coco
         >>> from fpn_zoo.data.validate import read_annotation_file, validate_coco

@@ -39,9 +39,10 @@ def _pycocotools() -> tuple[Any, Any]:
 class EvalResult:
     """COCO box metrics of one evaluation, in percent, with its counts and where the time went.
 
-    ``AP`` to ``ARl`` are the 12 ``COCOeval.summarize()`` numbers (:data:`STAT_NAMES`): AP over IoU 0.50:0.95, at
-    0.50 and 0.75, for small/medium/large objects, then AR at 1/10/100 detections and by size. ``None`` where
-    pycocotools reports -1 (nothing to measure, e.g. no small objects).
+    ``AP`` to ``ARl`` are the 12 ``COCOeval.summarize()`` numbers
+    ([`STAT_NAMES`][fpn_zoo.engine.coco_metrics.STAT_NAMES]): AP over IoU 0.50:0.95, at 0.50 and 0.75, for
+    small/medium/large objects, then AR at 1/10/100 detections and by size. ``None`` where pycocotools reports -1
+    (nothing to measure, e.g. no small objects).
 
     Attributes:
         per_class: Category name -> AP (IoU 0.50:0.95, all areas, 100 detections), ``None`` for a class without
@@ -53,8 +54,9 @@ class EvalResult:
         gather_seconds: Collecting the processes' detections on rank 0, waiting for the slowest included (about 0
             on one process).
         cocoeval_seconds: pycocotools' matching and accumulation.
-        detections: The scored detections when the result comes from :func:`evaluate_model` (not in
-            :meth:`to_dict`; write them with ``json.dump``), else ``None``.
+        detections: The scored detections when the result comes from
+            [`evaluate_model`][fpn_zoo.engine.evaluate.evaluate_model] (not in
+            [`to_dict`][fpn_zoo.engine.coco_metrics.EvalResult.to_dict]; write them with ``json.dump``), else ``None``.
     """
 
     AP: float | None
@@ -80,7 +82,7 @@ class EvalResult:
 
     @property
     def metrics(self) -> dict[str, float | None]:
-        """The 12 summary numbers by name, in :data:`STAT_NAMES` order."""
+        """The 12 summary numbers by name, in [`STAT_NAMES`][fpn_zoo.engine.coco_metrics.STAT_NAMES] order."""
         return {name: getattr(self, name) for name in STAT_NAMES}
 
     @property
@@ -91,7 +93,7 @@ class EvalResult:
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready: ``{"units", "metrics", "per_class", "num_images", "num_detections", "timing_seconds"}``.
 
-        Example:
+        Examples:
             >>> r = EvalResult(*[None] * 12, per_class={}, num_images=0, num_detections=0)
             >>> sorted(r.to_dict())
             ['metrics', 'num_detections', 'num_images', 'per_class', 'timing_seconds', 'units']
@@ -218,7 +220,7 @@ def coco_evaluate(
         ValueError: Results that are not a list of such detections, or hold image or category ids that the
             annotation file does not have (with counts).
 
-    Example:
+    Examples:
         >>> import tempfile
         >>> from fpn_zoo.data import write_synthetic_coco
         >>> ann_file, _ = write_synthetic_coco(tempfile.mkdtemp(), num_images=2)
@@ -290,7 +292,7 @@ def evaluate_detections_file(results_json: str | os.PathLike[str], ann_file: str
         FileNotFoundError: A missing file.
         ValueError: Invalid JSON, or detections that do not fit the annotation file (counts in the message).
 
-    Example:
+    Examples:
         >>> import pathlib, tempfile
         >>> from fpn_zoo.data import write_synthetic_coco
         >>> folder = pathlib.Path(tempfile.mkdtemp())
@@ -318,7 +320,7 @@ def _fmt(value: float | None) -> str:
 def format_metrics(result: EvalResult) -> str:
     """The metrics as a printable table: the 12 summary numbers, AP per class, and the time split.
 
-    Example:
+    Examples:
         >>> r = EvalResult(*[50.0] * 11, None, per_class={"RBC": 61.25}, num_images=2, num_detections=7)
         >>> print(format_metrics(r).splitlines()[0])
         COCO box metrics in %: 2 images, 7 detections

@@ -1,15 +1,15 @@
 """Several processes, one job: the few ``torch.distributed`` helpers that training and evaluation need.
 
 Launch with ``torchrun`` (``python -m torch.distributed.run``), which sets ``RANK``, ``WORLD_SIZE``, ``LOCAL_RANK``,
-``MASTER_ADDR`` and ``MASTER_PORT`` in every process. :func:`init_distributed` reads them and joins the process
-group (NCCL on CUDA, gloo on CPU); without them it does nothing and every helper here degrades to its
-single-process meaning (rank 0 of 1, gathering returns ``[obj]``, barriers return at once), so the same code runs
-both ways.
+``MASTER_ADDR`` and ``MASTER_PORT`` in every process. [`init_distributed`][fpn_zoo.engine.distributed.init_distributed]
+reads them and joins the process group (NCCL on CUDA, gloo on CPU); without them it does nothing and every helper here
+degrades to its single-process meaning (rank 0 of 1, gathering returns ``[obj]``, barriers return at once), so the same
+code runs both ways.
 
-Example:
-    .. code-block:: console
-
-        $ torchrun --nproc_per_node 2 -m fpn_zoo.cli eval --model fpn_r50_coco --pretrained --ann A --images DIR
+Examples:
+    ```console
+    $ torchrun --nproc_per_node 2 -m fpn_zoo.cli eval --model fpn_r50_coco --pretrained --ann A --images DIR
+    ```
 """
 
 from __future__ import annotations
@@ -61,7 +61,7 @@ class DistInfo:
 def launched_by_torchrun() -> bool:
     """Whether the torchrun environment variables (``RANK``, ``WORLD_SIZE``, ``LOCAL_RANK``) are set.
 
-    Example:
+    Examples:
         >>> import os
         >>> launched_by_torchrun() == all(v in os.environ for v in ("RANK", "WORLD_SIZE", "LOCAL_RANK"))
         True
@@ -93,7 +93,7 @@ def init_distributed(device: torch.device | str | None = None) -> DistInfo:
     Raises:
         ValueError: An invalid device, a CUDA index under torchrun, or more local processes than GPUs.
 
-    Example:
+    Examples:
         >>> info = init_distributed("cpu")  # not under torchrun: nothing to join
         >>> (info.rank, info.world_size, info.device)
         (0, 1, device(type='cpu'))
@@ -131,7 +131,7 @@ def _active() -> bool:
 def get_rank() -> int:
     """Global rank of this process; 0 without a process group.
 
-    Example:
+    Examples:
         >>> get_rank()
         0
     """
@@ -141,7 +141,7 @@ def get_rank() -> int:
 def get_world_size() -> int:
     """Number of processes in the group; 1 without a process group.
 
-    Example:
+    Examples:
         >>> get_world_size()
         1
     """
@@ -151,7 +151,7 @@ def get_world_size() -> int:
 def is_main_process() -> bool:
     """Whether this process is rank 0, the one that prints, shows progress and writes files.
 
-    Example:
+    Examples:
         >>> is_main_process()
         True
     """
@@ -161,7 +161,7 @@ def is_main_process() -> bool:
 def barrier() -> None:
     """Wait until every process arrives here; returns at once without a process group.
 
-    Example:
+    Examples:
         >>> barrier()
     """
     if _active():
@@ -177,7 +177,7 @@ def all_gather_object(obj: Any) -> list[Any]:
     Returns:
         ``[obj_rank0, obj_rank1, ...]``; ``[obj]`` without a process group.
 
-    Example:
+    Examples:
         >>> all_gather_object({"images": 3})
         [{'images': 3}]
     """
@@ -191,7 +191,7 @@ def all_gather_object(obj: Any) -> list[Any]:
 def cleanup() -> None:
     """Leave the process group, if one was joined; safe to call more than once.
 
-    Example:
+    Examples:
         >>> cleanup()
     """
     if _active():

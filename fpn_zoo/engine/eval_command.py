@@ -1,16 +1,16 @@
 """``fpn-zoo eval``: COCO box metrics of a model on a COCO-format dataset, or of a saved detections file.
 
-Example:
-    .. code-block:: console
-
-        $ fpn-zoo eval --model fpn_r50_coco --pretrained --ann coco128/annotations/instances_train2017.json \\
-              --images coco128/images --out eval/coco128.json
-        $ torchrun --nproc_per_node 2 -m fpn_zoo.cli eval --model fpn_r50_bccd --weights run/final \\
-              --ann bccd/annotations/instances_val.json --images bccd/images
-        $ fpn-zoo eval --detections eval/coco128.detections.json --ann coco128/annotations/instances_train2017.json
+Examples:
+    ```console
+    $ fpn-zoo eval --model fpn_r50_coco --pretrained --ann coco128/annotations/instances_train2017.json \\
+          --images coco128/images --out eval/coco128.json
+    $ torchrun --nproc_per_node 2 -m fpn_zoo.cli eval --model fpn_r50_bccd --weights run/final \\
+          --ann bccd/annotations/instances_val.json --images bccd/images
+    $ fpn-zoo eval --detections eval/coco128.detections.json --ann coco128/annotations/instances_train2017.json
+    ```
 
 Model mode writes two files: ``--out`` (default ``eval/<model>.json``), the metrics JSON of
-:meth:`~fpn_zoo.engine.evaluate.EvalResult.to_dict` plus what was evaluated (model, weights, files, label space,
+[`to_dict`][fpn_zoo.engine.coco_metrics.EvalResult.to_dict] plus what was evaluated (model, weights, files, label space,
 world size), and beside it ``<stem>.detections.json``, the detections in the COCO results format
 (``[{"image_id", "category_id", "bbox": [x, y, w, h], "score"}, ...]``) that ``--detections`` reads back. Detections
 mode writes the metrics JSON only when ``--out`` is given. Under torchrun only rank 0 prints and writes.
@@ -39,9 +39,9 @@ def _count(text: str, minimum: int) -> int:
 
 
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:
-    """Add the ``eval`` subcommand to ``subparsers`` (from ``ArgumentParser.add_subparsers``); handler: :func:`run`.
+    """Add the ``eval`` subcommand to ``subparsers`` (from ``ArgumentParser.add_subparsers``); handler: `run`.
 
-    Example:
+    Examples:
         >>> import argparse
         >>> sub = argparse.ArgumentParser().add_subparsers()
         >>> p = add_parser(sub)
@@ -186,7 +186,7 @@ def _run_model(args: argparse.Namespace) -> int:
 
 
 def run(args: argparse.Namespace) -> int:
-    """Run ``fpn-zoo eval`` with parsed arguments (from the parser of :func:`add_parser`).
+    """Run ``fpn-zoo eval`` with parsed arguments (from the parser of `add_parser`).
 
     Args:
         args: The parsed command line.
@@ -195,7 +195,7 @@ def run(args: argparse.Namespace) -> int:
         0 on success. Expected failures raise ``ValueError``/``OSError`` (and ``KeyError`` for an unknown model)
         with a one-line message; ``fpn_zoo.cli.main`` prints them as ``fpn-zoo: error: ...`` and exits with 2.
 
-    Example:
+    Examples:
         >>> import argparse
         >>> parser = argparse.ArgumentParser()
         >>> _ = add_parser(parser.add_subparsers())

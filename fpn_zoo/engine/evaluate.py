@@ -1,9 +1,11 @@
 """COCO box evaluation: run a detector over a dataset, score its detections with pycocotools, report the metrics.
 
-:func:`evaluate_model` is the whole job, on one process or under ``torchrun`` (each process predicts a shard; rank 0
-gathers, de-duplicates and scores). Its parts are public: :func:`predict_dataset` (detections in the COCO results
-format), :func:`coco_evaluate` (pycocotools ``COCOeval``, iouType ``bbox``), :func:`evaluate_detections_file` (score
-a saved results file) and :func:`format_metrics` (the printed table).
+[`evaluate_model`][fpn_zoo.engine.evaluate.evaluate_model] is the whole job, on one process or under ``torchrun`` (each
+process predicts a shard; rank 0 gathers, de-duplicates and scores). Its parts are public:
+[`predict_dataset`][fpn_zoo.engine.evaluate.predict_dataset] (detections in the COCO results format),
+[`coco_evaluate`][fpn_zoo.engine.coco_metrics.coco_evaluate] (pycocotools ``COCOeval``, iouType ``bbox``),
+[`evaluate_detections_file`][fpn_zoo.engine.coco_metrics.evaluate_detections_file] (score a saved results file) and
+[`format_metrics`][fpn_zoo.engine.coco_metrics.format_metrics] (the printed table).
 
 All AP and AR values are **percentages** (0-100). A value pycocotools cannot define (-1: no ground truth in that area
 range, or for that class) is ``None`` here and ``null`` in JSON, never -1 and never a misleading 0.
@@ -82,20 +84,20 @@ def match_label_space(model_categories: Sequence[str], dataset: Dataset) -> Labe
     """Check that a model's classes are the dataset's and say how labels map to the dataset's category ids.
 
     Two cases are accepted: the same category names in the same order (a model trained on this label space), and a
-    COCO-91 model (:data:`fpn_zoo.labels.COCO_CATEGORIES`, whose label *is* the COCO category id) on data with COCO's
+    COCO-91 model (`fpn_zoo.labels.COCO_CATEGORIES`, whose label *is* the COCO category id) on data with COCO's
     category ids and names, such as COCO itself or coco128.
 
     Args:
         model_categories: ``model.config.categories``, background first.
-        dataset: A :class:`fpn_zoo.data.CocoDetection`, or a ``Subset`` of one.
+        dataset: A [`fpn_zoo.data.CocoDetection`][fpn_zoo.data.coco.CocoDetection], or a ``Subset`` of one.
 
     Returns:
-        The mapping :func:`predict_dataset` applies.
+        The mapping [`predict_dataset`][fpn_zoo.engine.evaluate.predict_dataset] applies.
 
     Raises:
         ValueError: Other label spaces; the message lists both.
 
-    Example:
+    Examples:
         >>> from fpn_zoo.data import CocoDetection  # doctest: +SKIP
         >>> ds = CocoDetection("coco128/annotations/instances_train2017.json", "coco128/images")  # doctest: +SKIP
         >>> match_label_space(COCO_CATEGORIES, ds).category_ids[18]  # doctest: +SKIP
@@ -229,9 +231,11 @@ def predict_dataset(
 
     Args:
         model: A detector following torchvision's contract; run in eval mode and put back as it was.
-        dataset: A :class:`fpn_zoo.data.CocoDetection` (or ``Subset`` of one) giving ``(image, target)`` pairs.
-        label_mapping: Model label -> category id. Default: :func:`match_label_space` for zoo models (an error for
-            another label space), the dataset's own ``label_to_category_id`` for other models.
+        dataset: A [`fpn_zoo.data.CocoDetection`][fpn_zoo.data.coco.CocoDetection] (or ``Subset`` of one) giving
+            ``(image, target)`` pairs.
+        label_mapping: Model label -> category id. Default:
+            [`match_label_space`][fpn_zoo.engine.evaluate.match_label_space] for zoo models (an error for another label
+            space), the dataset's own ``label_to_category_id`` for other models.
         batch_size: Images per forward pass.
         num_workers: DataLoader worker processes.
         device: Move the model there first; ``None`` keeps the model where it is.
@@ -245,7 +249,7 @@ def predict_dataset(
     Raises:
         ValueError: A label without category id (unless ``label_mapping.drop_unmapped``), or another label space.
 
-    Example:
+    Examples:
         >>> import fpn_zoo
         >>> from fpn_zoo.data import CocoDetection, write_synthetic_coco
         >>> import tempfile
@@ -283,7 +287,7 @@ def merge_shards(shards: Sequence[Mapping[int, list[Detection]]]) -> dict[int, l
     Returns:
         Image id -> detections, sorted by image id.
 
-    Example:
+    Examples:
         >>> merge_shards([{1: ["a"], 3: []}, {2: ["b"], 1: ["a"]}])
         {1: ['a'], 2: ['b'], 3: []}
     """
@@ -308,12 +312,20 @@ def evaluate_model(
 ) -> EvalResult | None:
     """Predict ``dataset`` and score it, on one process or on every process of a torchrun job.
 
-    Distributed (a process group from :func:`~fpn_zoo.engine.distributed.init_distributed`), each process predicts
-    its shard of a ``DistributedSampler(shuffle=False)``; the shards are gathered, images the sampler repeated to pad
-    the shards are kept once (:func:`merge_shards`), and rank 0 runs COCOeval on exactly the predicted images.
+    Distributed (a process group from [`init_distributed`][fpn_zoo.engine.distributed.init_distributed]), each process
+    predicts its shard of a ``DistributedSampler(shuffle=False)``; the shards are gathered, images the sampler repeated
+    to pad the shards are kept once ([`merge_shards`][fpn_zoo.engine.evaluate.merge_shards]), and rank 0 runs COCOeval
+    on exactly the predicted images.
 
     Args:
-        model, dataset, label_mapping, batch_size, num_workers, device, progress: As for :func:`predict_dataset`.
+        model: A detector following torchvision's contract, as for
+            [`predict_dataset`][fpn_zoo.engine.evaluate.predict_dataset].
+        dataset: A [`fpn_zoo.data.CocoDetection`][fpn_zoo.data.coco.CocoDetection] (or ``Subset`` of one).
+        label_mapping: Model label -> category id; the default is that of ``predict_dataset``.
+        batch_size: Images per forward pass.
+        num_workers: DataLoader worker processes.
+        device: Move the model there first; ``None`` keeps the model where it is.
+        progress: Show a progress bar (on rank 0 only).
         distributed: Shard over the process group; ``None`` does so when there is one with several processes.
             ``False`` in a group makes every process evaluate the whole dataset on its own.
         coco_gt: Ground truth (default: the dataset's ``coco``).
@@ -322,7 +334,7 @@ def evaluate_model(
         The result, with the scored detections (sorted by image id) in ``result.detections``; ``None`` on ranks
         other than 0 when distributed.
 
-    Example:
+    Examples:
         >>> result = evaluate_model(model, dataset)  # doctest: +SKIP
         >>> print(format_metrics(result))  # doctest: +SKIP
     """

@@ -17,7 +17,7 @@ _DEFAULT_WEIGHT_DECAY = {"sgd": 1e-4, "adamw": 0.05}
 def peak_lr(config: TrainConfig, world_size: int) -> float:
     """The configured learning rate, or the recipe's scaled to the global batch (``batch_size x world_size``).
 
-    Example:
+    Examples:
         >>> cfg = TrainConfig(model="fpn_r50_coco", train_ann="a", train_images="i", out="o", iters=10, batch_size=4)
         >>> peak_lr(cfg, world_size=2)
         0.01

@@ -1,4 +1,4 @@
-"""``fpn-zoo train``: the command line of :class:`~fpn_zoo.engine.trainer.Trainer`, one flag per config field."""
+"""``fpn-zoo train``: the command line of [`Trainer`][fpn_zoo.engine.trainer.Trainer], one flag per config field."""
 
 from __future__ import annotations
 
@@ -59,7 +59,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
 
 
 def config_from_args(args: argparse.Namespace) -> TrainConfig:
-    """The :class:`TrainConfig` of a parsed command line (``--config`` file first, flags over it)."""
+    """The `TrainConfig` of a parsed command line (``--config`` file first, flags over it)."""
     values = {name: getattr(args, name) for name, _ in _FLAGS}
     values.update({name: getattr(args, name) for name in (*_SWITCHES, "progress")})
     values = {k: v for k, v in values.items() if v is not None}

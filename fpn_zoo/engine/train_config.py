@@ -25,13 +25,16 @@ class TrainConfig:
 
     Attributes:
         model: Zoo model name, e.g. ``"fpn_r50_coco"``; the class count and names come from ``train_ann``.
-        train_ann, train_images: COCO-format annotations and their image folder.
+        train_ann: COCO-format training annotations.
+        train_images: Folder of the training images.
         out: Run folder: ``train_config.json``, ``log.jsonl``, ``checkpoints/``, ``final/``.
-        val_ann, val_images: Optional validation set, evaluated with COCOeval after each epoch.
+        val_ann: Optional validation annotations, evaluated with COCOeval after each epoch.
+        val_images: Folder of the validation images (with ``val_ann``).
         init: ``"coco"`` (the model's COCO weights, class predictor re-initialised), ``"backbone"`` (timm ImageNet
             backbone), ``"scratch"``, ``"auto"`` (coco when the manifest has weights, else backbone), or a weights
             path / ``hf-hub:`` reference.
-        epochs, iters: Length of the run; give exactly one.
+        epochs: Length of the run in epochs; give exactly one of ``epochs`` and ``iters``.
+        iters: Length of the run in steps.
         batch_size: Images per step and per process.
         optimizer: ``"sgd"`` (momentum 0.9) or ``"adamw"``.
         lr: Peak learning rate; ``None`` = torchvision's recipe scaled linearly: SGD 0.02 per 16 images, AdamW
@@ -39,14 +42,18 @@ class TrainConfig:
         weight_decay: ``None`` = 1e-4 for SGD, 0.05 for AdamW.
         schedule: ``"step"`` (x0.1 at ``lr_steps``, fractions of the run, torchvision's 16/26 and 22/26) or
             ``"cosine"``.
+        lr_steps: Where the ``"step"`` schedule multiplies the lr by 0.1, as increasing fractions of the run.
         warmup_iters: Linear warm-up from ``warmup_factor`` x lr; ``None`` = min(1000, a tenth of the run).
+        warmup_factor: Fraction of the peak lr the warm-up starts from.
         clip_grad_norm: Max gradient norm, or ``None``.
         amp: ``"bf16"`` or ``"fp16"`` autocast (CUDA only), or ``"none"``.
         ema_decay: Keep an exponential moving average of the weights (evaluated and exported) when set.
         trainable_backbone_layers: Trainable backbone stages 0-5 (pretrained inits only; ``None`` = 3).
         sync_bn: Convert BatchNorm to SyncBatchNorm under torchrun.
-        min_size, max_size: The model's resize bounds.
-        hflip, jitter: Training augmentation.
+        min_size: The model's resize bound for the shorter image side.
+        max_size: The model's resize bound for the longer image side.
+        hflip: Horizontal-flip probability of the training augmentation.
+        jitter: Add colour jitter to the training augmentation.
         aspect_ratio_group_factor: Batch images of similar aspect ratio (torchvision's 3); ``-1`` disables.
         seed: Seed of the model init, the data order and the augmentation.
         checkpoint_every: Also checkpoint every N steps (checkpoints are always written at each epoch's end).
@@ -151,7 +158,7 @@ class TrainConfig:
     def from_file(cls, path: str | os.PathLike[str], **overrides: Any) -> TrainConfig:
         """Read a YAML (or JSON) file; ``overrides`` (e.g. from the command line) win over the file.
 
-        Example:
+        Examples:
             >>> TrainConfig.from_file("run.yaml", epochs=2)  # doctest: +SKIP
         """
         import yaml

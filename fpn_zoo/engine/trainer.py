@@ -1,10 +1,11 @@
 """The training loop: one process or many (torchrun), resumable exactly, logging JSON lines and a progress bar.
 
 Reproducibility: the data order depends only on ``(seed, epoch)`` (a ``DistributedSampler``, also with one
-process) and each sample's augmentation only on ``(seed, epoch, index)`` (:class:`SeededSamples`), never on the
-number of data-loading workers or on where a run was interrupted. A resume restores model, optimiser, scheduler,
-scaler, EMA and RNG states, rebuilds the epoch's batches and skips those already done without loading them, so an
-interrupted run continues exactly as an uninterrupted one would.
+process) and each sample's augmentation only on ``(seed, epoch, index)``
+([`SeededSamples`][fpn_zoo.engine.trainer.SeededSamples]), never on the number of data-loading workers or on where a run
+was interrupted. A resume restores model, optimiser, scheduler, scaler, EMA and RNG states, rebuilds the epoch's batches
+and skips those already done without loading them, so an interrupted run continues exactly as an uninterrupted one
+would.
 """
 
 from __future__ import annotations
@@ -77,9 +78,9 @@ def _set_rng_state(state: dict[str, Any]) -> None:
 
 
 class Trainer:
-    """Runs :class:`TrainConfig` to the end: ``Trainer(config).fit(resume=...)`` returns the ``final/`` folder.
+    """Runs `TrainConfig` to the end: ``Trainer(config).fit(resume=...)`` returns the ``final/`` folder.
 
-    Example:
+    Examples:
         >>> cfg = TrainConfig(model="fpn_r50_coco", train_ann="a.json", train_images="img", out="run", epochs=1)
         >>> Trainer(cfg).fit()  # doctest: +SKIP
     """

@@ -47,7 +47,7 @@ class AuxiliaryBoxHead(nn.Module):
         output_size: RoIAlign output size, the main pooler's.
         sampling_ratio: RoIAlign sampling points per bin, the main pooler's.
 
-    Example:
+    Examples:
         >>> head = AuxiliaryBoxHead(8, 4, representation_size=32)
         >>> laterals = [torch.rand(1, 8, 64 // 2**i, 64 // 2**i) for i in range(4)]
         >>> logits, deltas = head(laterals, [torch.tensor([[0.0, 0.0, 100.0, 120.0]])], [(256, 256)])
@@ -93,19 +93,20 @@ class ConsistentSupervisionRoIHeads(RoIHeads):
     In eval mode this is exactly ``RoIHeads``. In training mode the RoIs are sampled and their targets computed once
     (``select_training_samples``); the main head runs on them as in ``RoIHeads.forward`` and gives the usual
     ``loss_classifier`` and ``loss_box_reg``; the auxiliary head runs on the same RoIs pooled from the raw laterals
-    (``features.raw_laterals``, set by :class:`~fpn_zoo.necks.augfpn.AugFPN` in training mode) and adds
+    (``features.raw_laterals``, set by [`AugFPN`][fpn_zoo.necks.augfpn.AugFPN] in training mode) and adds
     ``loss_aux_classifier_p{2..5}`` and ``loss_aux_box_reg_p{2..5}``, each times ``weight``.
 
-    Build it from the RoI heads torchvision's ``FasterRCNN`` made, with :meth:`from_roi_heads`; box heads only
-    (no mask or keypoint branch).
+    Build it from the RoI heads torchvision's ``FasterRCNN`` made, with
+    [`from_roi_heads`][fpn_zoo.heads.consistent_supervision.ConsistentSupervisionRoIHeads.from_roi_heads]; box heads
+    only (no mask or keypoint branch).
 
     Args:
-        *args: ``RoIHeads`` arguments.
+        *args (Any): ``RoIHeads`` arguments.
         aux_head: The auxiliary head.
         weight: Multiplier of each auxiliary loss term, > 0.
-        **kwargs: ``RoIHeads`` keyword arguments.
+        **kwargs (Any): ``RoIHeads`` keyword arguments.
 
-    Example:
+    Examples:
         >>> import fpn_zoo
         >>> model = fpn_zoo.create_model("augfpn_r50_coco", device="cpu", min_size=96, max_size=128).train()
         >>> losses = model([torch.rand(3, 90, 120)], [{"boxes": torch.tensor([[10.0, 10.0, 60.0, 80.0]]),
@@ -135,7 +136,7 @@ class ConsistentSupervisionRoIHeads(RoIHeads):
         Returns:
             The new RoI heads; the auxiliary head is randomly initialised as torchvision initialises a box head.
 
-        Example:
+        Examples:
             >>> import fpn_zoo
             >>> model = fpn_zoo.create_model("fpn_r50_coco", device="meta")
             >>> heads = ConsistentSupervisionRoIHeads.from_roi_heads(model.roi_heads, in_channels=256, weight=0.25)
@@ -219,7 +220,7 @@ class ConsistentSupervisionRoIHeads(RoIHeads):
             regression_targets: Encoded box targets of each sampled RoI.
 
         Returns:
-            Two entries per lateral, each already multiplied by :attr:`weight`.
+            Two entries per lateral, each already multiplied by `weight`.
         """
         class_logits, box_regression = self.aux_head(raw_laterals, proposals, image_shapes)
         n = sum(len(p) for p in proposals)

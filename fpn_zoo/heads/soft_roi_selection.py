@@ -25,7 +25,7 @@ class SoftRoISelection(nn.Module):
         output_size: RoI output size.
         sampling_ratio: RoIAlign sampling points per bin.
 
-    Example:
+    Examples:
         >>> from collections import OrderedDict
         >>> pool = SoftRoISelection(8)
         >>> feats = OrderedDict((str(i), torch.rand(1, 8, 64 // 2**i, 64 // 2**i)) for i in range(4))

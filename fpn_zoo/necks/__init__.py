@@ -34,7 +34,7 @@ NECKS: dict[str, type[Neck]] = {"fpn": FPN, "panet": PANet, "bifpn": BiFPN, "aug
 def build_neck(config: ModelConfig, in_channels: Sequence[int]) -> Neck:
     """The neck named by ``config.neck`` for backbone channels ``in_channels``.
 
-    Example:
+    Examples:
         >>> from fpn_zoo import get_model_config
         >>> build_neck(get_model_config("panet_r50_coco"), [256, 512, 1024, 2048]).out_channels
         256

@@ -5,8 +5,9 @@ Follows the reference ``HighFPN`` (Gus-Guo/AugFPN ``mmdet/models/necks/high_fpn.
 (bilinear, ``align_corners=True``); Adaptive Spatial Fusion weighs the three maps with a learned per-pixel
 sigmoid attention, and the fused map is added to the top lateral before the FPN top-down pathway. In training mode
 the raw laterals (before the RFA sum and the top-down merge) are returned alongside (``features.raw_laterals``) for
-consistent supervision, whose auxiliary head and losses live in :mod:`fpn_zoo.heads.consistent_supervision`.
-Soft RoI Selection, the other part of AugFPN's heads, lives in :mod:`fpn_zoo.heads.soft_roi_selection`.
+consistent supervision, whose auxiliary head and losses live in
+[`fpn_zoo.heads.consistent_supervision`][fpn_zoo.heads.consistent_supervision]. Soft RoI Selection, the other part of
+AugFPN's heads, lives in [`fpn_zoo.heads.soft_roi_selection`][fpn_zoo.heads.soft_roi_selection].
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ class AugFPN(Neck):
     """FPN with Residual Feature Augmentation on the top level.
 
     The reference upsamples top-down with a fixed ``scale_factor=2`` (relying on inputs padded to a multiple of 32);
-    this neck upsamples to each lateral's exact size like :class:`~fpn_zoo.necks.fpn.FPN`, which is identical on
+    this neck upsamples to each lateral's exact size like [`FPN`][fpn_zoo.necks.fpn.FPN], which is identical on
     padded inputs and also works on any other size. Convolutions use Xavier-uniform initialisation, as the
     reference does.
 
@@ -36,7 +37,7 @@ class AugFPN(Neck):
         out_channels: Channels of every output level.
         pool_ratios: Adaptive pooling ratios of the residual feature augmentation.
 
-    Example:
+    Examples:
         >>> import torch
         >>> neck = AugFPN([8, 16, 32, 64], 16).train()
         >>> feats = [torch.rand(1, c, 64 // 2**i, 64 // 2**i) for i, c in enumerate([8, 16, 32, 64])]

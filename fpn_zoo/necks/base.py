@@ -16,7 +16,7 @@ if TYPE_CHECKING:
 class Neck(nn.Module):
     """Maps backbone features C2-C5 (fine to coarse) to pyramid levels P2-P6 with one channel count.
 
-    Subclasses set up their layers in ``__init__`` and implement :meth:`forward`. ``out_channels`` is the attribute
+    Subclasses set up their layers in ``__init__`` and implement `forward`. ``out_channels`` is the attribute
     torchvision's ``FasterRCNN`` reads from its backbone.
     """
 

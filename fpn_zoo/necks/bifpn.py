@@ -1,9 +1,10 @@
 """BiFPN (Tan et al., EfficientDet, CVPR 2020) as a graph of fusion nodes executed by one generic cell.
 
-The topology is data (:func:`bifpn_graph`, effdet's ``bifpn_config``); :class:`BiFPN` runs it. Each node resamples
-its inputs to its level's size *at run time*, fuses them with one learnable weight per edge, then applies
-swish -> depthwise-separable 3x3 conv -> BatchNorm(eps 1e-3, momentum 0.01). Module names mirror effdet's
-``BiFpn`` so its weights map with a single rename (see ``effdet_state_dict_to_zoo``).
+The topology is data ([`bifpn_graph`][fpn_zoo.necks.bifpn.bifpn_graph], effdet's ``bifpn_config``);
+[`BiFPN`][fpn_zoo.necks.bifpn.BiFPN] runs it. Each node resamples its inputs to its level's size *at run time*, fuses
+them with one learnable weight per edge, then applies swish -> depthwise-separable 3x3 conv -> BatchNorm(eps 1e-3,
+momentum 0.01). Module names mirror effdet's ``BiFpn`` so its weights map with a single rename (see
+``effdet_state_dict_to_zoo``).
 """
 
 from __future__ import annotations
@@ -40,7 +41,7 @@ def bifpn_graph(num_levels: int) -> tuple[FusionNode, ...]:
     Top-down nodes for levels ``L-2 .. 0`` fuse the level's latest node with the next coarser one; bottom-up nodes
     for levels ``1 .. L-1`` fuse every node of the level (input, top-down) with the finer level's latest node.
 
-    Example:
+    Examples:
         >>> [n.inputs for n in bifpn_graph(3)]
         [(1, 2), (0, 3), (1, 3, 4), (2, 5)]
     """
@@ -121,7 +122,7 @@ class _FusionNodeModule(nn.Module):
 
 
 class BiFPNCell(nn.Module):
-    """One BiFPN cell: runs :func:`bifpn_graph` over ``len(in_channels)`` levels."""
+    """One BiFPN cell: runs [`bifpn_graph`][fpn_zoo.necks.bifpn.bifpn_graph] over ``len(in_channels)`` levels."""
 
     def __init__(self, in_channels: Sequence[int], channels: int, method: FusionMethod) -> None:
         super().__init__()
@@ -151,7 +152,7 @@ class BiFPN(Neck):
         repeats: Number of stacked cells.
         fusion: Edge weighting: ``"fast_normalized"`` (paper default), ``"softmax"`` or ``"sum"``.
 
-    Example:
+    Examples:
         >>> import torch
         >>> neck = BiFPN([8, 16, 32, 64], 16, repeats=2)
         >>> feats = [torch.rand(1, c, 40 // 2**i, 24 // 2**i) for i, c in enumerate([8, 16, 32, 64])]
@@ -210,7 +211,7 @@ class BiFPN(Neck):
 
 
 def effdet_state_dict_to_zoo(state_dict: dict[str, Tensor]) -> dict[str, Tensor]:
-    """Rename an effdet ``BiFpn`` state dict (keys relative to the ``BiFpn`` module) to :class:`BiFPN` keys.
+    """Rename an effdet ``BiFpn`` state dict (keys relative to the ``BiFpn`` module) to `BiFPN` keys.
 
     effdet keeps the edge weights on ``FpnCombine``; here they live on the shared ``WeightedFusion``.
     """

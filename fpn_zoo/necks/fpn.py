@@ -21,7 +21,7 @@ class FPN(Neck):
         in_channels: Channels of C2-C5.
         out_channels: Channels of every output level.
 
-    Example:
+    Examples:
         >>> import torch
         >>> neck = FPN([8, 16, 32, 64], 16)
         >>> feats = [torch.rand(1, c, 32 // 2**i, 32 // 2**i) for i, c in enumerate([8, 16, 32, 64])]

@@ -114,7 +114,7 @@ class WeightedFusion(nn.Module):
 
     Weights start at one, as in the reference.
 
-    Example:
+    Examples:
         >>> fuse = WeightedFusion(2, "fast_normalized")
         >>> fuse([torch.ones(1, 1, 2, 2), torch.zeros(1, 1, 2, 2)]).flatten().tolist()[0]  # doctest: +ELLIPSIS
         0.4999...

@@ -2,19 +2,22 @@
 
 The maintainer's path, each step a CLI command and a function:
 
-1. ``fpn-zoo export`` / :func:`export_checkpoint`: a checkpoint, loaded strictly, becomes a folder with
-   ``model.safetensors``, ``config.json`` and a ``README.md`` model card (:mod:`fpn_zoo.publish.card`).
+1. ``fpn-zoo export`` / [`export_checkpoint`][fpn_zoo.publish.export.export_checkpoint]: a checkpoint, loaded strictly,
+   becomes a folder with ``model.safetensors``, ``config.json`` and a ``README.md`` model card
+   ([`fpn_zoo.publish.card`][fpn_zoo.publish.card]).
 2. Review the card; it states only the metrics it was given, each with its source.
-3. ``fpn-zoo publish --dry-run`` / :func:`plan_publish`: what would be uploaded and the manifest entry.
-4. ``fpn-zoo publish`` / :func:`publish_export`: one Hub commit, then the manifest entry pinned to it.
+3. ``fpn-zoo publish --dry-run`` / [`plan_publish`][fpn_zoo.publish.publish.plan_publish]: what would be uploaded and
+   the manifest entry.
+4. ``fpn-zoo publish`` / [`publish_export`][fpn_zoo.publish.publish.publish_export]: one Hub commit, then the manifest
+   entry pinned to it.
 
-Example:
-    .. code-block:: console
-
-        $ fpn-zoo export --model fpn_r50_coco --checkpoint runs/best.safetensors --out export/ --tag bccd \\
-              --metrics metrics.json --license apache-2.0
-        $ fpn-zoo publish export/ --repo-id acme/fpn_r50_bccd --dry-run
-        $ fpn-zoo publish export/ --repo-id acme/fpn_r50_bccd
+Examples:
+    ```console
+    $ fpn-zoo export --model fpn_r50_coco --checkpoint runs/best.safetensors --out export/ --tag bccd \\
+          --metrics metrics.json --license apache-2.0
+    $ fpn-zoo publish export/ --repo-id acme/fpn_r50_bccd --dry-run
+    $ fpn-zoo publish export/ --repo-id acme/fpn_r50_bccd
+    ```
 """
 
 from __future__ import annotations

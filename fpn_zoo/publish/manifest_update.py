@@ -2,7 +2,7 @@
 
 The file is edited as JSON data, not through the typed records, so fields and order the parser does not model
 (``description``, model order, other entries) survive untouched; the result must pass
-:func:`~fpn_zoo.weights.manifest.parse_manifest` before anything is written.
+[`parse_manifest`][fpn_zoo.weights.manifest.parse_manifest] before anything is written.
 """
 
 from __future__ import annotations

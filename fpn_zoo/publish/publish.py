@@ -71,7 +71,7 @@ class PublishPlan:
         files: The files of the commit, as uploaded (the card with the repository filled in).
         card_text: The ``README.md`` that will be uploaded.
         manifest_path: Manifest that will receive the entry.
-        entry: The manifest entry, with ``hub.revision`` still :data:`PENDING_REVISION`.
+        entry: The manifest entry, with ``hub.revision`` still `PENDING_REVISION`.
         label_space: Name of the entry's label space.
         new_label_space: Whether that label space is added to the manifest.
     """
@@ -245,7 +245,7 @@ def plan_publish(
         WeightsMismatchError: Weights that do not load strictly into the model ``config.json`` names.
         ManifestError: The manifest is broken, or would be with the new entry.
 
-    Example:
+    Examples:
         >>> plan_publish("export/fpn_r50_bccd", "acme/fpn_r50_bccd").entry["status"]  # doctest: +SKIP
         'published'
     """
@@ -355,9 +355,11 @@ def publish_export(
 
     Raises:
         UploadError: The Hub refused a step; nothing was written to the manifest.
-        ExportError, WeightsMismatchError, ManifestError: As :func:`plan_publish`, before any network access.
+        ExportError: As [`plan_publish`][fpn_zoo.publish.publish.plan_publish], before any network access.
+        WeightsMismatchError: As [`plan_publish`][fpn_zoo.publish.publish.plan_publish], before any network access.
+        ManifestError: As [`plan_publish`][fpn_zoo.publish.publish.plan_publish], before any network access.
 
-    Example:
+    Examples:
         >>> publish_export("export/fpn_r50_bccd", "acme/fpn_r50_bccd", tag="bccd")  # doctest: +SKIP
     """
     plan = plan_publish(export_dir, repo_id, revision=revision, tag=tag, manifest=manifest)

@@ -31,7 +31,7 @@ class CacheNotWritableError(PermissionError):
 def cache_dir() -> Path:
     """fpn_zoo's cache folder (not created here).
 
-    Example:
+    Examples:
         >>> cache_dir().name
         'fpn_zoo'
     """
@@ -56,7 +56,7 @@ def is_permission_error(err: OSError) -> bool:
 
 
 def ensure_dir(path: Path, variable: str = CACHE_ENV) -> Path:
-    """Create ``path`` (and parents); a read-only location raises :class:`CacheNotWritableError`."""
+    """Create ``path`` (and parents); a read-only location raises `CacheNotWritableError`."""
     try:
         path.mkdir(parents=True, exist_ok=True)
     except OSError as err:

@@ -85,7 +85,7 @@ def read_checkpoint(path: str | os.PathLike[str]) -> LocalCheckpoint:
         CheckpointError: Missing path, a folder without ``model.safetensors``, or a pickle-based ``.pth``/``.bin``
             file (those are refused; convert them with ``fpn-zoo convert``).
 
-    Example:
+    Examples:
         >>> read_checkpoint("no/such/folder")
         Traceback (most recent call last):
         ...

@@ -44,7 +44,7 @@ def torchvision_to_zoo_keys(state_dict: Mapping[str, torch.Tensor]) -> dict[str,
     BatchNorm step counters are dropped (the converted backbone uses frozen BatchNorm). Every other tensor is kept
     as it is; names the mapping does not know pass through unchanged and are caught by the strict check.
 
-    Example:
+    Examples:
         >>> sorted(torchvision_to_zoo_keys({"backbone.fpn.inner_blocks.0.0.weight": torch.zeros(1)}))
         ['backbone.neck.lateral_convs.0.weight']
     """
@@ -112,7 +112,7 @@ def convert_torchvision_checkpoint(
         CheckpointError: Unreadable or unsafe file.
         WeightsMismatchError: The state dict is not a ``fasterrcnn_resnet50_fpn`` (mismatched tensors named).
 
-    Example:
+    Examples:
         >>> convert_torchvision_checkpoint("tv.pth", "out/fpn_r50_coco")  # doctest: +SKIP
     """
     if model not in SUPPORTED["torchvision"]:

@@ -2,8 +2,8 @@
 
 ``huggingface_hub`` does the transfer, the cache (``HF_HUB_CACHE``), mirrors (``HF_ENDPOINT``), offline mode
 (``HF_HUB_OFFLINE=1``), tokens and the per-file lock that makes N processes download once. It checks only sizes, so
-every file is hashed here before its first use (see :mod:`fpn_zoo.weights.integrity`). A mismatch deletes the cached
-copy, downloads once more and, if that copy is wrong too, deletes it and fails.
+every file is hashed here before its first use (see [`fpn_zoo.weights.integrity`][fpn_zoo.weights.integrity]). A
+mismatch deletes the cached copy, downloads once more and, if that copy is wrong too, deletes it and fails.
 """
 
 from __future__ import annotations
@@ -47,7 +47,7 @@ class HubFile:
 def parse_hf_hub_spec(spec: str) -> tuple[str, str | None]:
     """Split ``hf-hub:ORG/NAME[@REVISION]`` (timm's convention) into repository id and revision.
 
-    Example:
+    Examples:
         >>> parse_hf_hub_spec("hf-hub:acme/fpn_r50_bccd@v1")
         ('acme/fpn_r50_bccd', 'v1')
     """
@@ -185,7 +185,7 @@ def fetch_hub_file(
             else the digest recorded at the first download of this commit (trust on first use).
         size: Expected size in bytes, checked before hashing.
         force_download: Download again even if the file is cached (the new copy is verified like any other).
-        **hub_kwargs: ``token``, ``cache_dir``, ``local_files_only``, ``endpoint`` for ``hf_hub_download``.
+        **hub_kwargs (Any): ``token``, ``cache_dir``, ``local_files_only``, ``endpoint`` for ``hf_hub_download``.
 
     Raises:
         WeightsDownloadError: Unknown repository, revision or file; offline with a cold cache; network failure.

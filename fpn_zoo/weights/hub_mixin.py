@@ -1,4 +1,4 @@
-"""``from_pretrained`` / ``save_pretrained`` / ``push_to_hub`` on :class:`~fpn_zoo.detector.ZooDetector`.
+"""``from_pretrained`` / ``save_pretrained`` / ``push_to_hub`` on [`ZooDetector`][fpn_zoo.detector.ZooDetector].
 
 The three methods follow ``huggingface_hub.ModelHubMixin``'s signatures and conventions (a local folder or a Hub
 repository id; ``config.json`` + ``model.safetensors`` + ``README.md``; one ``upload_folder`` commit; the model comes
@@ -10,9 +10,10 @@ module, and fpn_zoo's ``config.json`` is the export format ``create_model(weight
 (``{"format_version", "model": ModelConfig, ...provenance}``), not a dump of constructor arguments. Its
 ``from_pretrained`` instantiates ``cls(**config)`` and loads with ``strict=False`` by default, where fpn_zoo's loader
 is strict and only ever drops the class predictor on request; and it downloads with ``hf_hub_download`` alone, whereas
-every Hub file here goes through :func:`~fpn_zoo.weights.hub_download.fetch_hub_file` for its sha256 check. What
-would remain (card metadata class attributes) is a dict. So this mixin implements the three methods on top of
-:func:`~fpn_zoo.factory.create_model` and :func:`~fpn_zoo.publish.export.write_export`, and needs no ``__init__``.
+every Hub file here goes through [`fetch_hub_file`][fpn_zoo.weights.hub_download.fetch_hub_file] for its sha256 check.
+What would remain (card metadata class attributes) is a dict. So this mixin implements the three methods on top of
+[`create_model`][fpn_zoo.factory.create_model] and [`write_export`][fpn_zoo.publish.export.write_export], and needs no
+``__init__``.
 """
 
 from __future__ import annotations
@@ -64,7 +65,7 @@ def _download(
 
 
 class ZooHubMixin:
-    """Hub-style saving and loading for zoo detectors (mixed into :class:`~fpn_zoo.detector.ZooDetector`)."""
+    """Hub-style saving and loading for zoo detectors (mixed into [`ZooDetector`][fpn_zoo.detector.ZooDetector])."""
 
     @classmethod
     def from_pretrained(
@@ -94,8 +95,8 @@ class ZooHubMixin:
                 then an error. ``False`` allows exactly one exception: with ``num_classes=K`` the class predictor
                 is re-initialised (with a warning naming the dropped tensors). Nothing else is ever left random.
             device: ``None`` = CUDA when available, else CPU.
-            **model_kwargs: ``num_classes`` and :class:`~fpn_zoo.config.ModelConfig` overrides, as for
-                :func:`fpn_zoo.create_model`.
+            **model_kwargs: ``num_classes`` and [`ModelConfig`][fpn_zoo.config.ModelConfig] overrides, as for
+                [`fpn_zoo.create_model`][fpn_zoo.factory.create_model].
 
         Returns:
             The detector in eval mode.
@@ -104,9 +105,12 @@ class ZooHubMixin:
             ValueError: Not a folder nor a repository id, a folder without ``config.json``, or ``num_classes``
                 other than the checkpoint's with ``strict=True``.
             WeightsMismatchError: Weights that do not fit the model ``config.json`` names.
-            WeightsDownloadError, WeightsIntegrityError: As :func:`fpn_zoo.create_model` with ``weights="hf-hub:..."``.
+            WeightsDownloadError: As [`fpn_zoo.create_model`][fpn_zoo.factory.create_model] with
+                ``weights="hf-hub:..."``.
+            WeightsIntegrityError: As [`fpn_zoo.create_model`][fpn_zoo.factory.create_model] with
+                ``weights="hf-hub:..."``.
 
-        Example:
+        Examples:
             >>> from fpn_zoo import ZooDetector
             >>> model = ZooDetector.from_pretrained("acme/fpn_r50_bccd", revision="v1")  # doctest: +SKIP
             >>> model = ZooDetector.from_pretrained("export/", strict=False, num_classes=5)  # doctest: +SKIP
@@ -155,17 +159,17 @@ class ZooHubMixin:
             save_directory: Folder, created if needed.
             repo_id: Hub repository for the card's usage snippets and for ``push_to_hub`` (default for the push:
                 the folder name, as ``ModelHubMixin`` does).
-            push_to_hub: Also upload the folder (:meth:`push_to_hub`).
-            model_card_kwargs: Card contents, passed to :func:`~fpn_zoo.publish.export.write_export`: ``metrics``
-                (:class:`~fpn_zoo.weights.manifest.Metric` objects, each with its source), ``license``,
+            push_to_hub: Also upload the folder ([`push_to_hub`][fpn_zoo.weights.hub_mixin.ZooHubMixin.push_to_hub]).
+            model_card_kwargs: Card contents, passed to [`write_export`][fpn_zoo.publish.export.write_export]:
+                ``metrics`` ([`Metric`][fpn_zoo.weights.manifest.Metric] objects, each with its source), ``license``,
                 ``datasets``, ``tag``, ``gflops_input_size`` (e.g. ``(800, 800)`` to count GFLOPs: one CPU forward
                 pass; default: not counted).
-            **push_to_hub_kwargs: Passed to :meth:`push_to_hub`.
+            **push_to_hub_kwargs: Passed to [`push_to_hub`][fpn_zoo.weights.hub_mixin.ZooHubMixin.push_to_hub].
 
         Returns:
             The commit URL when pushed, else ``None``.
 
-        Example:
+        Examples:
             >>> card = {"license": "apache-2.0", "gflops_input_size": (800, 800)}
             >>> model.save_pretrained("export/fpn_r50_bccd", model_card_kwargs=card)  # doctest: +SKIP
         """
@@ -202,7 +206,7 @@ class ZooHubMixin:
             token: Hub token (default: ``HF_TOKEN`` or the ``hf auth login`` one).
             branch: Branch to commit to (default ``main``); created if missing, unless ``create_pr``.
             create_pr: Open a pull request with the commit instead of committing to the branch.
-            model_card_kwargs: As for :meth:`save_pretrained`.
+            model_card_kwargs: As for [`save_pretrained`][fpn_zoo.weights.hub_mixin.ZooHubMixin.save_pretrained].
 
         Returns:
             The commit URL (a ``huggingface_hub.CommitInfo``, whose ``.oid`` is the commit id).

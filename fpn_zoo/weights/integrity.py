@@ -28,7 +28,7 @@ class WeightsIntegrityError(RuntimeError):
 def sha256_file(path: str | os.PathLike[str]) -> str:
     """Hex sha256 of a file, read in 1 MiB chunks.
 
-    Example:
+    Examples:
         >>> import tempfile
         >>> with tempfile.NamedTemporaryFile() as f:
         ...     sha256_file(f.name)[:12]

@@ -226,8 +226,7 @@ def _parse_metric(obj: Any, where: str) -> Metric:
 
 
 def check_metric_date(date: object, where: str) -> str | None:
-    """``date`` if it is ``None`` or an ISO calendar date (``2026-11-21``); otherwise a
-    [`ManifestError`][fpn_zoo.weights.manifest.ManifestError]."""
+    """``date`` if it is ``None`` or an ISO calendar date (``2026-11-21``); otherwise a `ManifestError`."""
     if date is None:
         return None
     try:

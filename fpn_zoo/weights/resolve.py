@@ -40,7 +40,7 @@ def describe_available(name: str) -> str:
 def weights_label(weights: object, pretrained: bool | str) -> str | None:
     """How a model's weights were asked for, for records and logs: ``"pretrained[:TAG]"``, the path, or ``None``.
 
-    Example:
+    Examples:
         >>> weights_label(None, "coco_tv")
         'pretrained:coco_tv'
     """
@@ -88,7 +88,7 @@ def fetch_entry(entry: WeightsEntry, **hub_kwargs) -> Path:
 def resolve_pretrained(name: str, pretrained: bool | str = True, **hub_kwargs) -> Path:
     """Resolve ``pretrained`` for model ``name`` to a verified local checkpoint.
 
-    Example:
+    Examples:
         >>> resolve_pretrained("panet_r50_coco")
         Traceback (most recent call last):
         ...
