@@ -123,6 +123,9 @@ def write_report(rows: list[dict], args: argparse.Namespace, argv: list[str] | N
     date = dt.date.today().strftime("%Y%m%d")
     out = args.out or RESULTS / f"bccd-finetune-{args.device}-{date}.json"
     meta = {
+        # Read by fpn_zoo.docs_site.sources.load_finetune_results (files without these keys are version 1 too).
+        "schema": "fpn-zoo-finetune",
+        "schema_version": 1,
         "command": " ".join(["python benchmarks/bench_finetune_bccd.py", *(sys.argv[1:] if argv is None else argv)]),
         "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
         "machine": machine_info(torch.device(args.device)),

@@ -1,4 +1,5 @@
-"""The ``fpn-zoo`` command line: ``list``, ``info``, ``predict``, ``convert``, ``download``, ``export``, ``publish``.
+"""The ``fpn-zoo`` command line: ``list``, ``info``, ``predict``, ``convert``, ``download``, ``export``, ``publish``,
+``train``, ``eval``, ``bench``, ``docs``.
 
 Example:
     .. code-block:: console
@@ -10,6 +11,7 @@ Example:
         $ fpn-zoo download fpn_r50_coco            # prefetch verified weights for offline use
         $ fpn-zoo export --model fpn_r50_coco --checkpoint w/ --out export/ --tag coco_tv
         $ fpn-zoo publish export/ --repo-id acme/fpn_r50_coco --dry-run
+        $ fpn-zoo bench 'bifpn_*' --sizes 512x512       # latency, memory, FLOPs, load time vs torchvision
 
 Expected failures (unknown model, bad file, bad option value) print one line ``fpn-zoo: error: ...`` on stderr and
 exit with status 2. Heavy modules (torch, timm) are imported by the commands, so ``fpn-zoo --help`` stays instant.
@@ -27,6 +29,8 @@ import sys
 from pathlib import Path
 from typing import Any, NoReturn
 
+from fpn_zoo.bench.command import add_parser as add_bench_command
+from fpn_zoo.docs_site.command import add_parser as add_docs_command
 from fpn_zoo.engine.eval_command import add_parser as add_eval_command
 from fpn_zoo.engine.train_command import add_parser as add_train_command
 from fpn_zoo.publish.commands import add_export_command, add_publish_command
@@ -87,7 +91,7 @@ def build_parser() -> argparse.ArgumentParser:
         (64, 96)
     """
     parser = _Parser(prog=PROG, description="Faster R-CNN detectors with FPN, PANet, BiFPN and AugFPN necks.")
-    commands = "{list,info,predict,convert,download,export,publish,train,eval}"
+    commands = "{list,info,predict,convert,download,export,publish,train,eval,bench,docs}"
     sub = parser.add_subparsers(dest="command", required=True, metavar=commands)
 
     p = sub.add_parser("list", help="list the models with backbone, neck and parameter count")
@@ -145,6 +149,8 @@ def build_parser() -> argparse.ArgumentParser:
     train.set_defaults(handler=_cmd_train)
     evaluate = add_eval_command(sub)
     evaluate.set_defaults(handler=_cmd_eval)
+    add_bench_command(sub)  # sets its own handler, fpn_zoo.bench.command.run
+    add_docs_command(sub)  # fpn_zoo.docs_site.command.run
     return parser
 
 

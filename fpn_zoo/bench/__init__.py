@@ -1,0 +1,36 @@
+"""``fpn-zoo bench``: latency, memory, FLOPs and load time of the zoo next to torchvision and effdet, in one run.
+
+Modules, one job each: ``settings`` (what a run measures), ``measure`` (timing, statistics, memory), ``machine``
+(machine and library facts), ``references`` (the reference builders), ``loadtime`` (cold/warm weight loads),
+``child`` (one measuring subprocess), ``runner`` (orchestration and progress bar), ``report`` (markdown), ``results``
+and ``migrate`` (reading results files), ``command`` (the CLI).
+
+Reading results needs neither torch nor a GPU:
+
+Example:
+    >>> from fpn_zoo.bench import find_results, load_results
+    >>> for path in find_results("docs/results", device="cpu"):  # doctest: +SKIP
+    ...     results = load_results(path)
+"""
+
+from __future__ import annotations
+
+from fpn_zoo.bench.results import (
+    SCHEMA,
+    SCHEMA_VERSION,
+    BenchResultsError,
+    find_results,
+    load_results,
+    validate_results,
+)
+from fpn_zoo.bench.settings import BenchSettings
+
+__all__ = [
+    "SCHEMA",
+    "SCHEMA_VERSION",
+    "BenchResultsError",
+    "BenchSettings",
+    "find_results",
+    "load_results",
+    "validate_results",
+]

@@ -1,0 +1,186 @@
+"""``fpn-zoo bench``: argument parsing and output; the work is in runner.py and child.py.
+
+Imports nothing heavy at module level: ``fpn_zoo.cli`` registers this command while building its parser, and
+``fpn-zoo --help`` must stay instant.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any
+
+from fpn_zoo.bench.settings import MIN_REPORTABLE_RUNS, BenchSettings, available_cores, parse_size, size_str
+from fpn_zoo.registry import UnknownModelError, get_model_config, list_models
+
+__all__ = ["add_parser", "resolve_models", "run"]
+
+_MODES = {"off": (False,), "on": (True,), "both": (False, True)}
+_CUDA_MATRIX = {"precisions": ("fp32", "bf16"), "batches": (1, 8), "channels_last": "both", "compile": "both"}
+
+
+def _sizes(text: str) -> tuple[tuple[int, int], ...]:
+    try:
+        return tuple(parse_size(part) for part in text.split(","))
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
+
+
+def _csv(choices: tuple[str, ...]) -> Any:
+    def parse(text: str) -> tuple[str, ...]:
+        values = tuple(v.strip() for v in text.split(",") if v.strip())
+        if not values or set(values) - set(choices):
+            raise argparse.ArgumentTypeError(f"{text!r}: give a comma-separated subset of {', '.join(choices)}")
+        return values
+
+    return parse
+
+
+def _int(low: int) -> Any:
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+        if value < low:
+            raise argparse.ArgumentTypeError(f"{text!r} must be an integer >= {low}")
+        return value
+
+    return parse
+
+
+def _batches(text: str) -> tuple[int, ...]:
+    return tuple(_int(1)(part.strip()) for part in text.split(","))
+
+
+def add_parser(subparsers: Any) -> argparse.ArgumentParser:
+    """Register ``bench`` on the ``fpn-zoo`` subcommand parser (with its handler)."""
+    p = subparsers.add_parser(
+        "bench",
+        help="latency, memory, FLOPs and load time of models next to torchvision/effdet references; writes JSON",
+        description="Measure zoo models next to torchvision's fasterrcnn_resnet50_fpn (and the FPN/BiFPN necks next "
+        "to torchvision's and effdet's) in one run, interleaved, one fresh process per model. Writes versioned "
+        "JSON (docs/bench-results.md) and a markdown table beside it. See benchmarks/README.md for durations.",
+    )
+    p.add_argument("models", nargs="*", metavar="MODEL_OR_GLOB", help="model names or globs like 'bifpn_*' "
+                   "(default: all registered models)")  # fmt: skip
+    p.add_argument(
+        "--sizes",
+        type=_sizes,
+        default=((512, 512), (800, 1216)),
+        metavar="HxW[,HxW...]",
+        help="image sizes, each side a multiple of 32 from 64 to 4096 (default: 512x512,800x1216)",
+    )
+    p.add_argument(
+        "--runs",
+        type=_int(1),
+        default=MIN_REPORTABLE_RUNS,
+        help=f"timed runs per side and combination, >= {MIN_REPORTABLE_RUNS} unless --quick (default 10)",
+    )
+    p.add_argument("--warmup", type=_int(0), default=1, help="untimed runs per side before timing (default 1)")
+    p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default: cpu)")
+    p.add_argument("--precisions", type=_csv(("fp32", "bf16")), help="fp32[,bf16] (default: fp32; cuda: fp32,bf16)")
+    p.add_argument("--batches", type=_batches, help="images per forward, e.g. 1,8 (default: 1; cuda: 1,8)")
+    p.add_argument("--channels-last", choices=tuple(_MODES), help="weights in channels_last memory format: off, on "
+                   "or both (default: off; cuda: both)")  # fmt: skip
+    p.add_argument("--compile", choices=tuple(_MODES), help="torch.compile the detectors: off, on or both "
+                   "(default: off; cuda: both)")  # fmt: skip
+    p.add_argument("--load-runs", type=_int(1), default=5, help="cold and warm weight loads per side (default 5)")
+    p.add_argument("--skip-load", action="store_true", help="leave the load-time measurement out")
+    p.add_argument("--skip-necks", action="store_true", help="leave the neck rows out")
+    p.add_argument("--threads", type=_int(1), help="torch threads of every measuring process (default: all cores)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the random weights and images (default 0)")
+    p.add_argument("--quick", action="store_true", help="smoke test: allows --runs below 10; the JSON says quick")
+    p.add_argument("--out", type=Path, help="results JSON; the .md goes beside it "
+                   "(default: docs/results/bench-{device}-{YYYYMMDDTHHMM}.json)")  # fmt: skip
+    p.set_defaults(handler=run)
+    return p
+
+
+def resolve_models(patterns: list[str]) -> list[str]:
+    """Model names for the command line's ``MODEL_OR_GLOB`` arguments, in order, without repeats (all if none).
+
+    Raises:
+        UnknownModelError: A name that is not registered; the message lists the valid names.
+        ValueError: A glob that matches no model.
+
+    Example:
+        >>> resolve_models(["fpn_r50_coco", "*_r50_*"])[:2]
+        ['fpn_r50_coco', 'augfpn_r50_coco']
+    """
+    if not patterns:
+        return list_models()
+    valid = ", ".join(list_models())
+    names: list[str] = []
+    for pattern in patterns:
+        if any(c in pattern for c in "*?["):
+            matched = list_models(pattern)
+            if not matched:
+                raise ValueError(f"No model matches {pattern!r}. Valid names: {valid}.")
+        else:
+            try:
+                get_model_config(pattern)
+            except UnknownModelError as err:
+                raise UnknownModelError(f"{err.args[0]} Valid names: {valid}.") from None
+            matched = [pattern]
+        names += [n for n in matched if n not in names]
+    return names
+
+
+def _check_device(device: str) -> None:
+    if not device.startswith("cuda"):
+        return
+    import torch
+
+    if not torch.cuda.is_available():
+        why = "torch was built without CUDA" if torch.version.cuda is None else "no GPU is visible"
+        raise ValueError(f"--device {device}: CUDA is not available here ({why}); use --device cpu")
+    index = int(device.partition(":")[2] or 0)
+    if index >= torch.cuda.device_count():
+        raise ValueError(f"--device {device}: only {torch.cuda.device_count()} CUDA device(s) here (cuda:0 ...)")
+
+
+def _settings(args: argparse.Namespace) -> BenchSettings:
+    cuda = args.device.startswith("cuda")
+
+    def pick(value: Any, key: str, cpu: Any) -> Any:
+        return value if value is not None else (_CUDA_MATRIX[key] if cuda else cpu)
+
+    threads = args.threads or available_cores()
+    return BenchSettings(
+        sizes=args.sizes, runs=args.runs, warmup=args.warmup, device=args.device,
+        precisions=pick(args.precisions, "precisions", ("fp32",)), batches=pick(args.batches, "batches", (1,)),
+        channels_last=_MODES[pick(args.channels_last, "channels_last", "off")],
+        compile=_MODES[pick(args.compile, "compile", "off")], load_runs=args.load_runs, skip_load=args.skip_load,
+        skip_necks=args.skip_necks, threads=threads, quick=args.quick, seed=args.seed,
+    )  # fmt: skip
+
+
+def _command(models: list[str], s: BenchSettings, out: Path) -> list[str]:
+    """The command line that repeats this run, every option explicit."""
+    modes = {v: k for k, v in _MODES.items()}
+    flags = ["--sizes", ",".join(size_str(x) for x in s.sizes), "--runs", str(s.runs), "--warmup", str(s.warmup),
+             "--device", s.device, "--precisions", ",".join(s.precisions), "--batches", ",".join(map(str, s.batches)),
+             "--channels-last", modes[s.channels_last], "--compile", modes[s.compile], "--load-runs",
+             str(s.load_runs), "--threads", str(s.threads), "--seed", str(s.seed), "--out", str(out)]  # fmt: skip
+    switches = (("--skip-load", s.skip_load), ("--skip-necks", s.skip_necks), ("--quick", s.quick))
+    return ["fpn-zoo", "bench", *models, *flags, *(flag for flag, on in switches if on)]
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run ``fpn-zoo bench``: 0 when every job succeeded, 1 when some failed (results are written either way)."""
+    from fpn_zoo.bench.runner import check_out_path, default_out, run_bench
+
+    names = resolve_models(args.models)
+    settings = _settings(args)
+    _check_device(settings.device)
+    out = check_out_path(args.out or default_out(settings.device))
+    bench = run_bench(names, settings, out, _command(args.models, settings, out))
+    print(bench.markdown_path.read_text())
+    print(f"Wrote {bench.json_path} and {bench.markdown_path}.")
+    if bench.failures:
+        print(f"fpn-zoo: error: {len(bench.failures)} job(s) failed: {'; '.join(bench.failures)}; see 'error' in "
+              f"{bench.json_path}", file=sys.stderr)  # fmt: skip
+        return 1
+    return 0

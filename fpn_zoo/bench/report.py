@@ -1,0 +1,155 @@
+"""The markdown tables ``fpn-zoo bench`` writes beside its results JSON (and prints)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fpn_zoo.bench.measure import markdown_table
+
+__all__ = ["render_markdown"]
+
+
+def _ms(stats: dict[str, Any] | None) -> str:
+    return "" if stats is None else f"{stats['median_ms']:.1f}"
+
+
+def _with_ratio(text: str, ratio: float | None) -> str:
+    return text if ratio is None or not text else f"{text} ({ratio:.2f})"
+
+
+_BASELINE = (1, "fp32", False, False)  # batch, precision, channels_last, compiled: the models table's columns
+
+
+def _combo(row: dict[str, Any]) -> tuple[int, str, bool, bool]:
+    return row["batch"], row["precision"], row["channels_last"], row["compiled"]
+
+
+def _baseline_row(entry: dict[str, Any], size: str) -> dict[str, Any] | None:
+    """The fp32, batch-1, eager, contiguous latency row at ``size``, if that combination was measured."""
+    return next((r for r in entry.get("latency") or [] if r["size"] == size and _combo(r) == _BASELINE), None)
+
+
+def _models_table(results: dict[str, Any]) -> str:
+    sizes = results["settings"]["sizes"]
+    header = ["model", "backbone", "neck", "params (M)", *(f"GFLOPs {s}" for s in sizes),
+              *(f"ms {s} (ratio)" for s in sizes), f"peak MiB {results['settings']['memory_size']} (ratio)",
+              "cold load ms (ratio)", "warm load ms (ratio)"]  # fmt: skip
+    body = []
+    for e in results["models"]:
+        if e.get("error"):
+            message = e["error"].replace("|", "/")[:160]
+            body.append([e["model"], e["backbone"], e["neck"], f"error: {message}", *[""] * (len(header) - 4)])
+            continue
+        gflops = e.get("gflops") or {}
+        latency = []
+        for size in sizes:
+            row = _baseline_row(e, size)
+            latency.append(_with_ratio(_ms(row["ours"]), row["ratio"]) if row else "")
+        memory, load = e.get("memory"), e.get("load")
+        body.append([
+            e["model"], e["backbone"], e["neck"], "" if e["params"] is None else f"{e['params'] / 1e6:.2f}",
+            *(f"{gflops[s]:.1f}" if s in gflops else "" for s in sizes), *latency,
+            _with_ratio(f"{memory['ours_mib']:.0f}", memory["ratio"]) if memory else "",
+            *(_with_ratio(_ms(load[t]["ours"]), load[t]["ratio"]) if load else "" for t in ("cold", "warm")),
+        ])  # fmt: skip
+    return markdown_table(header, body, "lll" + "r" * (len(header) - 3))
+
+
+def _matrix_table(results: dict[str, Any]) -> str:
+    header = ["model", "size", "batch", "precision", "channels_last", "compiled", "ours ms (median / IQR)",
+              "reference ms (median / IQR)", "ratio", "paired ratio", "img/s ours", "img/s reference"]  # fmt: skip
+    body = []
+    for e in results["models"]:
+        for r in e.get("latency") or []:
+            ref = r["reference"]
+            body.append([
+                e["model"], r["size"], str(r["batch"]), r["precision"], "on" if r["channels_last"] else "off",
+                "on" if r["compiled"] else "off", f"{r['ours']['median_ms']:.1f} / {r['ours']['iqr_ms']:.1f}",
+                "" if ref is None else f"{ref['median_ms']:.1f} / {ref['iqr_ms']:.1f}",
+                "" if r["ratio"] is None else f"{r['ratio']:.3f}",
+                "" if r["paired_ratio"] is None else f"{r['paired_ratio']:.3f}", f"{r['throughput_img_s']:.2f}",
+                "" if r["reference_throughput_img_s"] is None else f"{r['reference_throughput_img_s']:.2f}",
+            ])  # fmt: skip
+    return markdown_table(header, body, "lrrlll" + "r" * 6)
+
+
+def _necks_table(results: dict[str, Any]) -> str:
+    header = ["neck", "size", "reference", "same function (max abs diff)", "ours ms (median / IQR)",
+              "reference ms (median / IQR)", "ratio", "paired ratio", "GFLOPs ours / reference"]  # fmt: skip
+    body = []
+    for r in results["necks"]:
+        same = "no: cost baseline" if not r["equivalent"] else f"yes ({r['max_abs_diff']:.1e})"
+        body.append([
+            r["neck"], r["size"], r["reference_name"], same,
+            f"{r['ours']['median_ms']:.1f} / {r['ours']['iqr_ms']:.1f}",
+            f"{r['reference']['median_ms']:.1f} / {r['reference']['iqr_ms']:.1f}", f"{r['ratio']:.3f}",
+            "" if r["paired_ratio"] is None else f"{r['paired_ratio']:.3f}",
+            f"{r['gflops']:.1f} / {r['reference_gflops']:.1f}",
+        ])  # fmt: skip
+    return markdown_table(header, body, "llll" + "r" * 5)
+
+
+def _cold_not_evicted(entry: dict[str, Any]) -> bool:
+    fractions = ((entry.get("load") or {}).get("cold") or {}).get("max_resident_fraction_after_evict") or {}
+    return any(f is not None and f > 0.05 for f in fractions.values())
+
+
+def _reference_line(results: dict[str, Any]) -> str:
+    detector = results["references"]["detector"]
+    if detector.get("params") is None:
+        return f"Reference detector: {detector['name']} (its parameters and FLOPs could not be counted)."
+    gflops = ", ".join(f"{v:.1f} at {k}" for k, v in (detector.get("gflops") or {}).items())
+    medians = [r["reference"]["median_ms"] for e in results["models"] for r in e.get("latency") or []
+               if r["reference"] is not None and (r["precision"], r["batch"], r["compiled"]) == ("fp32", 1, False)
+               and not r["channels_last"] and r["size"] == results["settings"]["memory_size"]]  # fmt: skip
+    spread = ""
+    if medians:
+        size = results["settings"]["memory_size"]
+        spread = f" Its fp32 median at {size} ranged from {min(medians):.0f} to {max(medians):.0f} ms across the runs."
+    return (
+        f"Reference detector: `{detector['name']}`, {detector['params'] / 1e6:.2f} M params, GFLOPs {gflops}; it is "
+        f"timed next to every model, interleaved, in the same process.{spread}"
+    )
+
+
+def render_markdown(results: dict[str, Any], *, source: str = "the results JSON") -> str:
+    """The tables of a schema-2 results dict: models, (with several combinations) the latency matrix, and necks.
+
+    Example:
+        >>> from fpn_zoo.bench.results import load_results
+        >>> text = render_markdown(load_results("docs/results/bench-cpu-20261121.json"))  # doctest: +SKIP
+    """
+    m, v, s = results["machine"], results["versions"], results["settings"]
+    quick = " (QUICK smoke test, not reportable)" if results.get("quick") else ""
+    parts = [
+        f"# fpn-zoo bench, {results['date']}{quick}",
+        f"{m['processor']}, {m['cpu_count']} CPUs, GPU {m.get('gpu') or 'none'}, torch {v['torch']} with "
+        f"{m['torch_num_threads']} threads, device {results['device']}, fpn-zoo {v['fpn-zoo']} "
+        f"(commit {(v.get('fpn_zoo_commit') or 'unknown')[:12]}). {s['weights']}",
+        _reference_line(results),
+        f"## Models (fp32, batch 1, eager; median of {s['runs']} interleaved runs after {s['warmup']} warm-up)",
+        _models_table(results),
+        "ratio = median(ours) / median(reference) in the same process: below 1 means ours is faster or smaller. "
+        "Reference: torchvision fasterrcnn_resnet50_fpn for the detector columns. Peak MiB: "
+        + ("torch.cuda.max_memory_allocated" if results["device"].startswith("cuda") else "peak RSS increase")
+        + " of one forward. Load: create_model(name, weights=DIR) against fasterrcnn_resnet50_fpn + load_state_dict"
+        "(torch.load(PTH)); cold = file evicted from the page cache.",
+    ]
+    if any(_combo(r) != _BASELINE for e in results["models"] for r in e.get("latency") or []):
+        parts += ["## Latency matrix", _matrix_table(results)]
+    not_cold = [e["model"] for e in results["models"] if _cold_not_evicted(e)]
+    if not_cold:
+        parts.append(
+            f"WARNING: the weights files stayed in the page cache after eviction for {', '.join(not_cold)} (tmpfs?), "
+            "so their cold loads were warm; set TMPDIR to a folder on disk and re-run."
+        )
+    if results["necks"]:
+        parts += [
+            "## Necks (fp32, batch 1, random ResNet-50 C2-C5 maps)",
+            _necks_table(results),
+            "fpn and bifpn compute the same function as their reference (weights copied, outputs compared); panet "
+            "and augfpn have no equivalent, so torchvision's FPN is only a cost baseline for them.",
+        ]
+    total = results.get("total_wall_s")
+    parts.append(f"Total {total / 60:.1f} min. Raw timings: {source}." if total else f"Raw timings: {source}.")
+    return "\n\n".join(parts) + "\n"

@@ -1,0 +1,193 @@
+"""The model-zoo page: one sortable, filterable table of every model, the sources of its figures, and the plot."""
+
+from __future__ import annotations
+
+import html
+from collections import Counter
+from collections.abc import Callable
+
+from fpn_zoo.docs_site.figures import Figure, Source
+from fpn_zoo.docs_site.sources import SiteSources
+from fpn_zoo.docs_site.weights_cell import weights_link
+from fpn_zoo.docs_site.zoo_rows import FLOPS_SIZE, REFERENCE_NAME, TABLE_SIZES, ZooRow
+
+__all__ = ["PLOT_FILE", "TABLE_ID", "render_zoo_page"]
+
+TABLE_ID = "zoo-table"
+FILTER_ID = "zoo-filter"
+PLOT_FILE = "latency.svg"
+PLOT_ID = "zoo-plot"
+DASH = "\u2014"
+NECK_NAMES = {"fpn": "FPN", "panet": "PANet", "bifpn": "BiFPN", "augfpn": "AugFPN"}
+# mkdocs-material front matter: the table needs the page's full width.
+FRONT_MATTER = "---\nhide:\n  - navigation\n  - toc\n---\n"
+
+
+def _dash(reason: str) -> str:
+    return f'<td data-sort="" title="{html.escape(reason, quote=True)}">{DASH}</td>'
+
+
+def _figure_cell(figure: Figure | None, reason: str, ratio: float | None = None) -> str:
+    if figure is None:
+        return _dash(reason)
+    extra = f' <span class="zoo-ratio">{ratio:.2f}x</span>' if ratio is not None else ""
+    return figure.html_cell(extra)
+
+
+class _Columns:
+    """Column headers with footnote marks that point at the source list under the table."""
+
+    def __init__(self) -> None:
+        self.sources: list[Source] = []
+
+    def mark(self, source: Source | None) -> str:
+        if source is None:
+            return ""
+        if source not in self.sources:
+            self.sources.append(source)
+        n = self.sources.index(source) + 1
+        return f' <sup><a href="#source-{n}">[{n}]</a></sup>'
+
+    @staticmethod
+    def header(text: str, mark: str, numeric: bool) -> str:
+        method = ' data-sort-method="number"' if numeric else ""
+        return f"<th{method}>{text}{mark}</th>"
+
+
+def _text_cell(text: str, sort: str | None = None) -> str:
+    sort_attr = f' data-sort="{html.escape(sort, quote=True)}"' if sort is not None else ""
+    return f"<td{sort_attr}>{text}</td>"
+
+
+def _row_html(row: ZooRow, gpu_columns: list[str], measured: Callable[[str], str]) -> str:
+    name = row.config.name
+    page = f"models/{name}/"
+    weights = weights_link(row.weights).html(page) if row.weights else _dash("no manifest entry")
+    status = row.weights.status if row.weights else "none"
+    cells = [
+        _text_cell(f'<a href="{page}"><code>{name}</code></a>', name),
+        _text_cell(f"{row.config.backbone_spec.timm_name}", row.config.backbone_spec.timm_name),
+        _text_cell(NECK_NAMES[row.config.neck], row.config.neck),
+        _figure_cell(row.params, measured("params")),
+        _figure_cell(row.gflops, measured("GFLOPs")),
+        *(_figure_cell(row.latency.get(s), measured("latency"), row.latency_ratio.get(s)) for s in TABLE_SIZES),
+        _figure_cell(row.memory, measured("memory")),
+        *(_figure_cell(row.gpu.get(column), measured("GPU figures")) for column in gpu_columns),
+        _figure_cell(row.coco_ap, "no COCO weights: nothing to evaluate (see the model's page for how to train)"),
+        _figure_cell(row.bccd_ap, "not in the BCCD fine-tuning run"),
+        f'<td data-sort="{status}">{weights}</td>',
+    ]
+    return f'<tr data-model="{name}">' + "".join(cells) + "</tr>"
+
+
+def _first(figures: list[Figure | None]) -> Source | None:
+    return next((f.source for f in figures if f is not None), None)
+
+
+def render_zoo_table(rows: list[ZooRow], sources: SiteSources) -> tuple[str, list[Source]]:
+    """The table's HTML and the sources its footnote marks number, in order."""
+    columns = _Columns()
+    bench = sources.bench.source if sources.bench else None
+    gpu_columns = list(rows[0].gpu) if rows and rows[0].gpu else []
+    gpu_source = sources.bench_gpu.source if sources.bench_gpu else None
+
+    def measured(what: str) -> str:
+        return f"{what} not measured: no benchmark run covers this model"
+
+    coco = _first([r.coco_ap for r in rows])
+    bccd = sources.finetune.source if sources.finetune else None
+    headers = [
+        columns.header("Model", "", False),
+        columns.header("Backbone (timm)", "", False),
+        columns.header("Neck", "", False),
+        columns.header("Params (M)", columns.mark(bench), True),
+        columns.header(f"GFLOPs {FLOPS_SIZE}", columns.mark(bench), True),
+        *(columns.header(f"CPU ms {size}", columns.mark(bench), True) for size in TABLE_SIZES),
+        columns.header(f"CPU peak MiB {FLOPS_SIZE}", columns.mark(bench), True),
+        *(columns.header(f"{c} {FLOPS_SIZE}", columns.mark(gpu_source), True) for c in gpu_columns),
+        columns.header("COCO box AP", columns.mark(coco), True),
+        columns.header("BCCD AP (AP50)", columns.mark(bccd), True),
+        columns.header("Weights", "", False),
+    ]
+    body = "\n".join(_row_html(row, gpu_columns, measured) for row in rows)
+    table = f'<table id="{TABLE_ID}">\n<thead><tr>{"".join(headers)}</tr></thead>\n<tbody>\n{body}\n</tbody>\n</table>'
+    return table, columns.sources
+
+
+def _source_list(sources: list[Source], rows: list[ZooRow]) -> list[str]:
+    lines = []
+    for n, source in enumerate(sources, 1):
+        lines.append(f'{n}. <span id="source-{n}"></span>{source.markdown("../")}, {source.date}: {source.note}')
+    # Metrics from the manifest can each carry their own source; list every one shown.
+    extra = {r.coco_ap.source for r in rows if r.coco_ap is not None} - set(sources)
+    lines += [f"- `{s.label}`, {s.date}: {s.note}" for s in sorted(extra, key=lambda s: s.label)]
+    return lines
+
+
+def _summary(rows: list[ZooRow]) -> str:
+    counts = Counter(r.weights.status if r.weights else "none" for r in rows)
+    parts = [
+        f"{counts[s]} {text}"
+        for s, text in [
+            ("published", "published"),
+            ("convertible", "convertible from an upstream checkpoint"),
+            ("not_trained", "not trained yet"),
+        ]
+        if counts[s]
+    ]
+    return f"{len(rows)} models: " + ", ".join(parts) + "."
+
+
+def _plot_sources(sources: SiteSources) -> str:
+    used = [run.source for run in (sources.bench, sources.finetune) if run is not None]
+    if not used:
+        return "No results files yet, so the plot is empty."
+    return "Sources: " + "; ".join(f"`{s.label}` ({s.date})" for s in used) + "."
+
+
+def render_zoo_page(rows: list[ZooRow], sources: SiteSources, header: str) -> str:
+    """The Markdown of ``docs/zoo/index.md``."""
+    table, table_sources = render_zoo_table(rows, sources)
+    bench = sources.bench
+    latency_note = (
+        f"CPU latency is the median of the timed runs at batch 1 in fp32; the small figure beside it is the ratio "
+        f"to {REFERENCE_NAME}, measured interleaved with each model in the same run (below 1: faster)."
+        if bench
+        else "No benchmark results are committed yet: run `fpn-zoo bench` and then `fpn-zoo docs`."
+    )
+    lines = [
+        FRONT_MATTER + header,
+        "# Model zoo",
+        "",
+        f"{_summary(rows)} Every figure below is generated by `fpn-zoo docs` from `weights_manifest.json` and the "
+        "results files under `docs/results/`; hover a cell for how it was measured, and the numbered notes under the "
+        "table give each column's source and date. A dash means not measured. Click a column header to sort; type "
+        "in the box to filter (all words must match, e.g. `bifpn convnext` or `published`).",
+        "",
+        '!!! warning "No trained weights can be downloaded where these figures were made"',
+        "    Latency, memory and FLOPs do not depend on the weights' values, so they are measured on randomly "
+        "initialised models. The only COCO accuracy is torchvision's reported figure for the weights `fpn_r50_coco` "
+        "converts exactly; the BCCD column is a short fine-tune from scratch, far below what COCO-pretrained weights "
+        "reach. Each model's page says how to train it.",
+        "",
+        latency_note,
+        "",
+        f'<input id="{FILTER_ID}" class="zoo-filter" type="search" placeholder="Filter models" '
+        f'aria-label="Filter the model table" aria-controls="{TABLE_ID}">',
+        "",
+        table,
+        "",
+        "Sources:",
+        "",
+        *_source_list(table_sources, rows),
+        "",
+        "## GFLOPs and accuracy against latency",
+        "",
+        f"![GFLOPs against CPU latency at {FLOPS_SIZE}, and BCCD fine-tuning AP against latency]({PLOT_FILE})"
+        f"{{ #{PLOT_ID} }}",
+        "",
+        f"Left: cost of one forward at {FLOPS_SIZE}, every model. Right: box AP on BCCD val after the fine-tuning run, "
+        "for the models it covers. " + _plot_sources(sources),
+        "",
+    ]
+    return "\n".join(lines)

@@ -1,0 +1,195 @@
+"""One row per zoo model: what it costs and what it achieves, each figure with its source and date."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from fpn_zoo.config import ModelConfig
+from fpn_zoo.docs_site.figures import DocsSourceError, Figure, Source
+from fpn_zoo.docs_site.sources import BenchRun, SiteSources
+from fpn_zoo.registry import get_model_config, list_models
+from fpn_zoo.weights.manifest import Metric, WeightsEntry
+
+__all__ = ["REFERENCE_NAME", "ZooRow", "latency_row", "metric_figure", "zoo_rows"]
+
+REFERENCE_NAME = "torchvision fasterrcnn_resnet50_fpn"
+TABLE_SIZES = ("512x512", "800x1216")
+FLOPS_SIZE = "800x1216"
+
+
+@dataclass(frozen=True)
+class ZooRow:
+    """The zoo table's row for one model (``None``: not measured, shown as a dash).
+
+    Attributes:
+        config: The registered architecture.
+        params: Parameter count, in millions.
+        gflops: GFLOPs of one forward at :data:`FLOPS_SIZE`.
+        latency: CPU latency per input size, median ms at batch 1 in fp32.
+        latency_ratio: The same, divided by torchvision's detector measured interleaved in the same run.
+        memory: Peak memory of one CPU forward at the benchmark's memory size, MiB.
+        gpu: GPU figures by column name, when a CUDA run exists.
+        coco_ap: COCO box AP of the default weights, from the manifest.
+        bccd_ap: Box AP (and AP50 in the text) on BCCD val after the fine-tuning run.
+        weights: The manifest's default entry (first available one, else the first one).
+    """
+
+    config: ModelConfig
+    params: Figure | None
+    gflops: Figure | None
+    latency: dict[str, Figure | None]
+    latency_ratio: dict[str, float | None]
+    memory: Figure | None
+    gpu: dict[str, Figure | None] = field(default_factory=dict)
+    coco_ap: Figure | None = None
+    bccd_ap: Figure | None = None
+    weights: WeightsEntry | None = None
+
+
+def latency_row(
+    model_row: dict[str, Any],
+    size: str,
+    *,
+    batch: int = 1,
+    precision: str = "fp32",
+    channels_last: bool = False,
+    compiled: bool = False,
+) -> dict[str, Any] | None:
+    """The benchmark's latency entry for one setting, or ``None`` when it was not measured."""
+    for row in model_row.get("latency") or []:
+        setting = (row["size"], row["batch"], row["precision"], row["channels_last"], row["compiled"])
+        if setting == (size, batch, precision, channels_last, compiled):
+            return row
+    return None
+
+
+def _latency_figure(run: BenchRun, model_row: dict[str, Any], size: str, **setting: Any) -> tuple[Figure, Any] | None:
+    row = latency_row(model_row, size, **setting)
+    if row is None:
+        return None
+    ours, ratio = row["ours"], row.get("ratio")
+    batch = setting.get("batch", 1)
+    detail = (
+        f"{row['precision']}, batch {batch}, {size}: median {ours['median_ms']:.1f} ms of {ours['n']} runs "
+        f"(min {ours['min_ms']:.1f}, IQR {ours['iqr_ms']:.1f})"
+    )
+    if ratio is not None:
+        detail += f"; {ratio:.3f}x {REFERENCE_NAME} measured interleaved in the same run"
+    return Figure(ours["median_ms"], f"{ours['median_ms']:.0f}", run.source, detail), ratio
+
+
+def metric_figure(metric: Metric, source_label: str) -> Figure:
+    """A manifest metric as a figure; refuses one without a date (the site never shows an undated figure)."""
+    if not metric.date:
+        raise DocsSourceError(
+            f"{source_label}: metric {metric.metric!r} on {metric.dataset!r} ({metric.value:g}) has no 'date'; "
+            "add the date it was measured or recorded (YYYY-MM-DD) before it can appear on the site."
+        )
+    source = Source(source_label, metric.date, metric.source)
+    return Figure(metric.value, f"{metric.value:.1f}", source, f"{metric.metric} on {metric.dataset}")
+
+
+def _coco_ap(entry: WeightsEntry | None, manifest_label: str) -> Figure | None:
+    if entry is None:
+        return None
+    for metric in entry.metrics:
+        if metric.metric == "box_ap" and metric.dataset.lower().startswith("coco"):
+            return metric_figure(metric, f"{manifest_label} ({entry.model}:{entry.tag})")
+    return None
+
+
+def _bench_figures(sources: SiteSources, name: str) -> dict[str, Any]:
+    run = sources.bench
+    row = run.model(name) if run else None
+    if run is None or row is None:
+        return {"params": None, "gflops": None, "latency": {}, "latency_ratio": {}, "memory": None}
+    latency: dict[str, Figure | None] = {}
+    ratios: dict[str, float | None] = {}
+    for size in TABLE_SIZES:
+        found = _latency_figure(run, row, size)
+        latency[size], ratios[size] = found if found else (None, None)
+    gflops = (row.get("gflops") or {}).get(FLOPS_SIZE)
+    memory = row.get("memory")
+    params = row.get("params")
+    return {
+        "params": None
+        if params is None
+        else Figure(params / 1e6, f"{params / 1e6:.1f}", run.source, f"{params:,} params"),
+        "gflops": None
+        if gflops is None
+        else Figure(gflops, f"{gflops:.0f}", run.source, f"GFLOPs of one forward at {FLOPS_SIZE}"),
+        "latency": latency,
+        "latency_ratio": ratios,
+        "memory": None
+        if not memory
+        else Figure(
+            memory["ours_mib"],
+            f"{memory['ours_mib']:.0f}",
+            run.source,
+            f"peak memory of one forward at {memory['size']} ({memory.get('method', '')}); "
+            f"{REFERENCE_NAME}: {memory['reference_mib']:.0f} MiB",
+        ),
+    }
+
+
+GPU_COLUMNS = {
+    "GPU ms fp32 b1": {"batch": 1, "precision": "fp32"},
+    "GPU img/s bf16 b8": {"batch": 8, "precision": "bf16"},
+}
+
+
+def _gpu_figures(sources: SiteSources, name: str) -> dict[str, Figure | None]:
+    run = sources.bench_gpu
+    row = run.model(name) if run else None
+    if run is None:
+        return {}
+    figures: dict[str, Figure | None] = dict.fromkeys(GPU_COLUMNS)
+    if row is None:
+        return figures
+    for column, setting in GPU_COLUMNS.items():
+        entry = latency_row(row, FLOPS_SIZE, **setting)
+        if entry is None:
+            continue
+        if column.startswith("GPU img/s"):
+            value = entry["throughput_img_s"]
+            detail = f"images/s at {FLOPS_SIZE}, {setting['precision']}, batch {setting['batch']}"
+            figures[column] = Figure(value, f"{value:.1f}", run.source, detail)
+        else:
+            found = _latency_figure(run, row, FLOPS_SIZE, **setting)
+            figures[column] = found[0] if found else None
+    return figures
+
+
+def _bccd_ap(sources: SiteSources, name: str) -> Figure | None:
+    run = sources.finetune
+    row = run.model(name) if run else None
+    if run is None or row is None:
+        return None
+    ap, ap50 = row["after"]["AP"], row["after"]["AP50"]
+    detail = f"BCCD val box AP {ap:.1f}, AP50 {ap50:.1f} after fine-tuning (before: AP {row['before']['AP']:.2f})"
+    return Figure(ap, f"{ap:.1f} ({ap50:.1f})", run.source, detail)
+
+
+def zoo_rows(sources: SiteSources) -> list[ZooRow]:
+    """One row per registered model, in registry order.
+
+    Raises:
+        DocsSourceError: A manifest metric without a date.
+    """
+    manifest_label = sources.files()[0].as_posix()
+    rows = []
+    for name in list_models():
+        entries = sources.manifest.entries(name)
+        entry = sources.manifest.entry(name) or (entries[0] if entries else None)
+        rows.append(
+            ZooRow(
+                config=get_model_config(name),
+                **_bench_figures(sources, name),
+                gpu=_gpu_figures(sources, name),
+                coco_ap=_coco_ap(entry, manifest_label),
+                bccd_ap=_bccd_ap(sources, name),
+                weights=entry,
+            )
+        )
+    return rows
