@@ -13,6 +13,7 @@ import pytest
 from fpn_zoo.cli import main
 from fpn_zoo.docs_site import DocsSourceError, check_pages, load_sources, render_pages, write_pages
 from fpn_zoo.docs_site.plot import svg_digest
+from fpn_zoo.docs_site.zoo_rows import latency_row
 from fpn_zoo.registry import list_models
 
 REPO = Path(__file__).resolve().parents[1]
@@ -135,3 +136,28 @@ def test_newest_full_benchmark_backs_the_table(checkout: Path):
     newer["quick"] = True  # a smoke run never backs the pages, however new
     (checkout / "docs/results/bench-cpu-20990101T0000.json").write_text(json.dumps(newer))
     assert load_sources(checkout).bench.path == sources.bench.path
+
+
+def test_a_gpu_run_adds_gpu_columns_and_sections(checkout: Path):
+    """A CUDA results file (here derived from the CPU one, as a test input) adds GPU columns and page sections."""
+    sources = load_sources(checkout)
+    if sources.bench is None or sources.bench.data.get("migrated_from"):
+        pytest.skip("no schema-2 benchmark results are committed")
+    data = copy.deepcopy(sources.bench.data)
+    data["device"] = "cuda"
+    data["machine"]["gpu"] = "Synthetic GPU (test input)"
+    data["settings"].update(batches=[1, 8], precisions=["fp32", "bf16"])
+    for model in data["models"]:
+        base = latency_row(model, "800x1216") if not model.get("error") else None
+        if base is not None:
+            model["latency"].append({**copy.deepcopy(base), "batch": 8, "precision": "bf16", "throughput_img_s": 123.0})
+    (checkout / "docs/results/bench-cuda-20261121T0000.json").write_text(json.dumps(data))
+
+    pages = render_pages(load_sources(checkout)).pages
+    zoo = pages[ZOO]
+    assert '<th data-sort-method="number">GPU img/s bf16 b8 800x1216' in zoo
+    assert zoo.count('<td data-sort="123" title="images/s at 800x1216, bf16, batch 8') == len(
+        sources.bench.data["models"]
+    )
+    page = pages[Path("docs/zoo/models/fpn_r50_coco.md")]
+    assert "### Cost on GPU" in page and "Synthetic GPU (test input)" in page

@@ -86,9 +86,9 @@ def write_pages(root: str | Path = ".") -> list[Path]:
         if not path.is_file() or path.read_text() != text:
             _write_atomic(path, text)
             changed.append(rel)
-    plot = root / generated.plot_path
-    if not plot.is_file() or svg_digest(plot.read_text()) != generated.plot_digest:
-        _write_atomic(plot, render_plot(generated.rows))
+    plot, svg = root / generated.plot_path, render_plot(generated.rows)
+    if not plot.is_file() or plot.read_text() != svg:
+        _write_atomic(plot, svg)
         changed.append(generated.plot_path)
     for stale in _stale_pages(root, generated):
         (root / stale).unlink()

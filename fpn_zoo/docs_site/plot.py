@@ -12,7 +12,7 @@ import json
 import re
 from typing import Any
 
-from fpn_zoo.docs_site.zoo_rows import FLOPS_SIZE, ZooRow
+from fpn_zoo.docs_site.zoo_rows import FLOPS_SIZE, NECK_NAMES, ZooRow
 
 __all__ = ["plot_data", "plot_digest", "render_plot", "svg_digest"]
 
@@ -95,7 +95,10 @@ def render_plot(rows: list[ZooRow]) -> str:
             right.text(0.5, 0.5, "no fine-tuning results", ha="center", va="center", transform=right.transAxes)
         for axes in (left, right):
             axes.grid(True, alpha=0.3)
-        handles = [Line2D([], [], color=c, marker="o", linestyle="", label=n.upper()) for n, c in NECK_COLOURS.items()]
+        handles = [
+            Line2D([], [], color=colour, marker="o", linestyle="", label=NECK_NAMES[neck])
+            for neck, colour in NECK_COLOURS.items()
+        ]
         handles += [Line2D([], [], color="grey", marker=m, linestyle="", label=b) for b, m in BACKBONE_MARKERS.items()]
         left.legend(handles=handles, fontsize=7, ncols=2, loc="upper left")
         buffer = io.StringIO()

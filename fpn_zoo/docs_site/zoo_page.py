@@ -9,7 +9,7 @@ from collections.abc import Callable
 from fpn_zoo.docs_site.figures import Figure, Source
 from fpn_zoo.docs_site.sources import SiteSources
 from fpn_zoo.docs_site.weights_cell import weights_link
-from fpn_zoo.docs_site.zoo_rows import FLOPS_SIZE, REFERENCE_NAME, TABLE_SIZES, ZooRow
+from fpn_zoo.docs_site.zoo_rows import FLOPS_SIZE, NECK_NAMES, REFERENCE_NAME, TABLE_SIZES, ZooRow
 
 __all__ = ["PLOT_FILE", "TABLE_ID", "render_zoo_page"]
 
@@ -18,7 +18,6 @@ FILTER_ID = "zoo-filter"
 PLOT_FILE = "latency.svg"
 PLOT_ID = "zoo-plot"
 DASH = "\u2014"
-NECK_NAMES = {"fpn": "FPN", "panet": "PANet", "bifpn": "BiFPN", "augfpn": "AugFPN"}
 # mkdocs-material front matter: the table needs the page's full width.
 FRONT_MATTER = "---\nhide:\n  - navigation\n  - toc\n---\n"
 

@@ -11,11 +11,12 @@ from fpn_zoo.docs_site.sources import BenchRun, SiteSources
 from fpn_zoo.registry import get_model_config, list_models
 from fpn_zoo.weights.manifest import Metric, WeightsEntry
 
-__all__ = ["REFERENCE_NAME", "ZooRow", "latency_row", "metric_figure", "zoo_rows"]
+__all__ = ["NECK_NAMES", "REFERENCE_NAME", "ZooRow", "latency_row", "metric_figure", "zoo_rows"]
 
 REFERENCE_NAME = "torchvision fasterrcnn_resnet50_fpn"
 TABLE_SIZES = ("512x512", "800x1216")
 FLOPS_SIZE = "800x1216"
+NECK_NAMES = {"fpn": "FPN", "panet": "PANet", "bifpn": "BiFPN", "augfpn": "AugFPN"}
 
 
 @dataclass(frozen=True)
