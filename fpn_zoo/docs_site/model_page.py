@@ -69,7 +69,7 @@ def _bench_section(run: BenchRun, name: str, title: str) -> list[str]:
     lines = [
         f"### {title}",
         "",
-        f"Source: {where}, {source.date}. {source.note}. The reference is {REFERENCE_NAME}, timed interleaved with "
+        f"Source: {where}, {source.date}: {source.note}. The reference is {REFERENCE_NAME}, timed interleaved with "
         "this model in the same process; ratio = median(ours) / median(reference), below 1 is faster.",
         "",
         "| Input | Batch | Precision | channels_last | torch.compile | Latency | Reference | Ratio | Images/s |",
@@ -272,7 +272,7 @@ def render_model_page(row: ZooRow, info: ArchitectureInfo, sources: SiteSources,
         header,
         f"# {name}",
         "",
-        f"Faster R-CNN with a timm `{info.timm_backbone}` backbone and a {NECK_TITLES[row.config.neck]} neck, "
+        f"Faster R-CNN. Backbone: timm `{info.timm_backbone}`. Neck: {NECK_TITLES[row.config.neck]}. "
         f"{row.config.num_classes} class slots ({row.config.dataset}). Weights: {status}.",
         "",
         *_architecture(row, info),
