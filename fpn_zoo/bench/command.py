@@ -105,7 +105,7 @@ def resolve_models(patterns: list[str]) -> list[str]:
         UnknownModelError: A name that is not registered; the message lists the valid names.
         ValueError: A glob that matches no model.
 
-    Example:
+    Examples:
         >>> resolve_models(["fpn_r50_coco", "*_r50_*"])[:2]
         ['fpn_r50_coco', 'augfpn_r50_coco']
     """

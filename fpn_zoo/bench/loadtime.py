@@ -29,7 +29,7 @@ def evict_from_page_cache(path: Path) -> None:
 
     Pages still mapped by a live process stay; callers free every model that maps the file first.
 
-    Example:
+    Examples:
         >>> import tempfile
         >>> path = Path(tempfile.mkdtemp()) / "w.bin"
         >>> _ = path.write_bytes(bytes(1 << 20))
@@ -146,7 +146,7 @@ def measure_load(
 def file_mib(path: Path) -> float:
     """Size of ``path`` in MiB.
 
-    Example:
+    Examples:
         >>> import tempfile
         >>> path = Path(tempfile.mkdtemp()) / "w.bin"
         >>> _ = path.write_bytes(bytes(1 << 20))

@@ -30,7 +30,7 @@ def _cpu_model() -> str:
 def git_commit(repo: Path = REPO_ROOT) -> str | None:
     """The checked-out commit of ``repo``, read from its ``.git`` files (no git process is started).
 
-    Example:
+    Examples:
         >>> git_commit(Path("/nonexistent")) is None
         True
     """
@@ -53,7 +53,7 @@ def git_commit(repo: Path = REPO_ROOT) -> str | None:
 def machine_info(device: torch.device) -> dict[str, Any]:
     """Platform, CPU, thread settings and the GPU (``None`` on CPU runs), as recorded in the results JSON.
 
-    Example:
+    Examples:
         >>> info = machine_info(torch.device("cpu"))
         >>> info["gpu"] is None and info["cpu_count"] >= 1
         True
@@ -83,7 +83,7 @@ def machine_info(device: torch.device) -> dict[str, Any]:
 def library_versions(repo: Path = REPO_ROOT) -> dict[str, str | None]:
     """Versions of Python and of every library a benchmark touches, plus the commit of ``repo`` (``None`` if none).
 
-    Example:
+    Examples:
         >>> sorted(library_versions())[:3]
         ['effdet', 'fpn-zoo', 'fpn_zoo_commit']
     """

@@ -51,7 +51,7 @@ def sync(device: torch.device) -> None:
 def precision(device: torch.device, name: str) -> Iterator[None]:
     """``fp32``: nothing; ``bf16``: autocast to bfloat16 on ``device`` (weights stay float32).
 
-    Example:
+    Examples:
         >>> with precision(torch.device("cpu"), "bf16"):
         ...     (torch.ones(2, 2) @ torch.ones(2, 2)).dtype
         torch.bfloat16
@@ -68,7 +68,7 @@ def precision(device: torch.device, name: str) -> Iterator[None]:
 def summarize(times_ms: Sequence[float]) -> dict[str, float | int]:
     """Median, min, max, quartiles, IQR and mean of a list of timings (ms).
 
-    Example:
+    Examples:
         >>> summarize([3.0, 1.0, 2.0])["median_ms"]
         2.0
     """
@@ -92,9 +92,9 @@ def summarize(times_ms: Sequence[float]) -> dict[str, float | int]:
 
 
 def stats(times_ms: Sequence[float]) -> dict[str, Any]:
-    """:func:`summarize` plus every timing in call order (``times_ms``): the STATS record of the results JSON.
+    """``summarize`` plus every timing in call order (``times_ms``): the STATS record of the results JSON.
 
-    Example:
+    Examples:
         >>> stats([2.0, 1.0])["times_ms"]
         [2.0, 1.0]
     """
@@ -109,7 +109,7 @@ def ratio(ours: dict[str, Any], reference: dict[str, Any]) -> float:
 def paired_ratio(ours_ms: Sequence[float], reference_ms: Sequence[float]) -> float:
     """Median over rounds of ``ours_i / reference_i``: run back to back, the pair shares the machine's load.
 
-    Example:
+    Examples:
         >>> paired_ratio([1.0, 2.0, 3.0], [2.0, 2.0, 2.0])
         1.0
     """
@@ -135,7 +135,7 @@ def time_interleaved(
     Returns:
         Milliseconds of every timed call, per callable, in call order.
 
-    Example:
+    Examples:
         >>> times = time_interleaved({"a": lambda: None}, warmup=0, runs=2, device=torch.device("cpu"))
         >>> len(times["a"])
         2
@@ -161,7 +161,7 @@ def count_call_flops(fn: Callable[[], Any]) -> tuple[int, dict[str, int]]:
     Returns:
         Total FLOPs and FLOPs per module name (``Root.child.grandchild``, at most three levels deep).
 
-    Example:
+    Examples:
         >>> count_call_flops(lambda: torch.ones(2, 3) @ torch.ones(3, 4))[0]
         48
     """
@@ -301,7 +301,7 @@ def measure_peak_memory(fn: Callable[[], Any], device: torch.device) -> dict[str
 def markdown_table(header: list[str], rows: list[list[str]], align: str) -> str:
     """A markdown table; ``align`` has one character per column, ``l`` or ``r``.
 
-    Example:
+    Examples:
         >>> print(markdown_table(["a", "b"], [["x", "1"]], "lr"))
         | a | b |
         | --- | ---: |

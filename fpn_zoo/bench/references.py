@@ -64,7 +64,7 @@ def randomise_(module: nn.Module, seed: int) -> None:
 def set_input_size(model: nn.Module, size: tuple[int, int]) -> None:
     """Make a torchvision-style detector run unresized on ``size`` images (``min_size``/``max_size`` = the sides).
 
-    Example:
+    Examples:
         >>> from fpn_zoo import create_model
         >>> model = create_model("fpn_r50_coco", device="cpu")  # doctest: +SKIP
         >>> set_input_size(model, (512, 768))  # doctest: +SKIP
@@ -78,7 +78,7 @@ def set_input_size(model: nn.Module, size: tuple[int, int]) -> None:
 def coco_v1_detector(seed: int) -> nn.Module:
     """``fasterrcnn_resnet50_fpn`` as its builder makes it for COCO_V1 weights (FrozenBatchNorm2d, eps 0.0).
 
-    The weights are :func:`randomise_`'s, not torchvision's own initialisation: with that, the RPN scores are almost
+    The weights are ``randomise_``'s, not torchvision's own initialisation: with that, the RPN scores are almost
     constant and NMS leaves ~200 proposals instead of 1000, which would make the RoI stage cheaper than with
     trained weights for reasons that have nothing to do with the code.
     """
@@ -108,7 +108,7 @@ def load_reference_detector(path: str, device: torch.device) -> nn.Module:
 def images(size: tuple[int, int], batch: int, device: torch.device, seed: int) -> list[torch.Tensor]:
     """``batch`` random images of ``size``, the same for every model at the same seed.
 
-    Example:
+    Examples:
         >>> [tuple(t.shape) for t in images((64, 96), 2, torch.device("cpu"), seed=0)]
         [(3, 64, 96), (3, 64, 96)]
     """
@@ -131,7 +131,7 @@ def detector_workload(model: nn.Module, batch: list[torch.Tensor]) -> dict[str, 
 def pyramid_inputs(size: tuple[int, int], device: torch.device, seed: int) -> list[torch.Tensor]:
     """Random C2-C5 maps of a ResNet-50 for an image of ``size`` (ceil division, as backbones and effdet round).
 
-    Example:
+    Examples:
         >>> [tuple(t.shape[1:]) for t in pyramid_inputs((100, 128), torch.device("cpu"), seed=0)]
         [(256, 25, 32), (512, 13, 16), (1024, 7, 8), (2048, 4, 4)]
     """
@@ -145,7 +145,7 @@ def pyramid_inputs(size: tuple[int, int], device: torch.device, seed: int) -> li
 def max_abs_diff(ours: list[torch.Tensor], ref: list[torch.Tensor]) -> float:
     """Largest absolute difference between two lists of tensors; ``inf`` if their shapes differ.
 
-    Example:
+    Examples:
         >>> max_abs_diff([torch.zeros(2)], [torch.tensor([0.0, 0.5])])
         0.5
     """

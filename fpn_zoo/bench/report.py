@@ -115,7 +115,7 @@ def _reference_line(results: dict[str, Any]) -> str:
 def render_markdown(results: dict[str, Any], *, source: str = "the results JSON") -> str:
     """The tables of a schema-2 results dict: models, (with several combinations) the latency matrix, and necks.
 
-    Example:
+    Examples:
         >>> from fpn_zoo.bench.results import load_results
         >>> text = render_markdown(load_results("docs/results/bench-cpu-20261121.json"))  # doctest: +SKIP
     """

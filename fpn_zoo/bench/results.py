@@ -1,6 +1,6 @@
 """Reading ``fpn-zoo bench`` results: the schema (version 2), its validation, v1 migration and file discovery.
 
-The results JSON is a contract: the docs generator and anyone comparing runs read it through :func:`load_results`,
+The results JSON is a contract: the docs generator and anyone comparing runs read it through ``load_results``,
 which accepts version 2 as written and version 1 (``benchmarks/bench_models.py``) migrated in memory, and refuses
 anything else by name. docs/bench-results.md documents every field. Imports nothing heavy.
 """
@@ -38,7 +38,7 @@ class BenchResultsError(ValueError):
 def is_v1_results(data: Any) -> bool:
     """Whether ``data`` is what ``benchmarks/bench_models.py`` wrote (schema version 1, before the ``schema`` key).
 
-    Example:
+    Examples:
         >>> is_v1_results({"schema_version": 1, "pairs": [], "models": []})
         True
     """
@@ -52,7 +52,7 @@ def is_v1_results(data: Any) -> bool:
 
 
 class _Checker:
-    """Walks a results dict and raises :class:`BenchResultsError` naming the file and the first bad key path."""
+    """Walks a results dict and raises ``BenchResultsError`` naming the file and the first bad key path."""
 
     def __init__(self, source: str) -> None:
         self.source = source
@@ -152,7 +152,7 @@ def validate_results(data: Any, source: str | os.PathLike[str] = "<memory>") -> 
     Raises:
         BenchResultsError: A missing key or a value of the wrong type, named by its path (``models[3].load.cold``).
 
-    Example:
+    Examples:
         >>> validate_results({"schema": "fpn-zoo-bench", "schema_version": 2}, "x.json")
         Traceback (most recent call last):
         ...
@@ -222,7 +222,7 @@ def load_results(path: str | os.PathLike[str]) -> dict[str, Any]:
     Raises:
         BenchResultsError: Unreadable JSON, another schema, an unknown version, or a missing/mistyped key (named).
 
-    Example:
+    Examples:
         >>> results = load_results("docs/results/bench-cpu-20261121.json")  # doctest: +SKIP
         >>> results["schema_version"], results["migrated_from"]  # doctest: +SKIP
         (2, 1)
@@ -260,7 +260,7 @@ def _date_of(data: dict[str, Any]) -> datetime.datetime:
 def find_results(directory: str | os.PathLike[str], device: str | None = None) -> list[Path]:
     """The ``fpn-zoo bench`` results files in ``directory`` (not its subfolders), oldest first.
 
-    A file counts when it names the ``fpn-zoo-bench`` schema (any version, so that :func:`load_results` can refuse a
+    A file counts when it names the ``fpn-zoo-bench`` schema (any version, so that ``load_results`` can refuse a
     newer one by name) or is a version-1 file; other JSON (the load or training benchmarks) is left out.
 
     Args:
@@ -270,7 +270,7 @@ def find_results(directory: str | os.PathLike[str], device: str | None = None) -
     Returns:
         Paths sorted by the ``date`` recorded inside each file, then by name.
 
-    Example:
+    Examples:
         >>> [p.name for p in find_results("docs/results", device="cpu")]  # doctest: +SKIP
         ['bench-cpu-20261121.json', 'bench-cpu-20261121-pairs40.json']
     """

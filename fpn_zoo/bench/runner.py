@@ -34,7 +34,7 @@ WEIGHTS_NOTE = (
 
 @dataclass
 class BenchRun:
-    """What :func:`run_bench` produced.
+    """What ``run_bench`` produced.
 
     Attributes:
         results: The results dict (schema 2), as written.
@@ -52,7 +52,7 @@ class BenchRun:
 def default_out(device: str, now: datetime.datetime | None = None) -> Path:
     """``docs/results/bench-{device}-{YYYYMMDDTHHMM}.json`` under the current directory (device type only).
 
-    Example:
+    Examples:
         >>> default_out("cuda:0", datetime.datetime(2026, 11, 21, 18, 2)).as_posix()
         'docs/results/bench-cuda-20261121T1802.json'
     """
@@ -124,7 +124,7 @@ def run_bench(
     Returns:
         The results and the failed jobs; a failed job never stops the others.
 
-    Example:
+    Examples:
         >>> run_bench(["fpn_r50_coco"], BenchSettings(sizes=((128, 128),), runs=3, quick=True),
         ...           Path("/tmp/bench.json"), ["fpn-zoo", "bench"])  # doctest: +SKIP
     """

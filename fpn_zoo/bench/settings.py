@@ -1,6 +1,6 @@
 """What one ``fpn-zoo bench`` run measures: sizes, repetitions and the latency matrix, validated in one place.
 
-The parent process validates a :class:`BenchSettings` once and hands it to every per-model subprocess as JSON, so the
+The parent process validates a ``BenchSettings`` once and hands it to every per-model subprocess as JSON, so the
 children never re-parse command-line text.
 """
 
@@ -44,7 +44,7 @@ def parse_size(text: str) -> tuple[int, int]:
     Raises:
         ValueError: Malformed text or a side out of range; the message gives the valid range.
 
-    Example:
+    Examples:
         >>> parse_size("512x512")
         (512, 512)
     """
@@ -77,7 +77,7 @@ def size_str(size: tuple[int, int]) -> str:
 def memory_size(sizes: tuple[tuple[int, int], ...]) -> tuple[int, int]:
     """The size at which peak memory is measured: the largest by area (the last one of equal areas).
 
-    Example:
+    Examples:
         >>> memory_size(((512, 512), (800, 1216)))
         (800, 1216)
     """
@@ -151,13 +151,13 @@ class BenchSettings:
 
     @property
     def memory_size(self) -> tuple[int, int]:
-        """The size of the peak-memory forward (see :func:`memory_size`)."""
+        """The size of the peak-memory forward (see ``memory_size``)."""
         return memory_size(self.sizes)
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-ready form (sizes as ``"HxW"``); :meth:`from_dict` reverses it.
+        """JSON-ready form (sizes as ``"HxW"``); ``from_dict`` reverses it.
 
-        Example:
+        Examples:
             >>> BenchSettings.from_dict(BenchSettings().to_dict()) == BenchSettings()
             True
         """
@@ -167,7 +167,7 @@ class BenchSettings:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> BenchSettings:
-        """The settings :meth:`to_dict` wrote."""
+        """The settings ``to_dict`` wrote."""
         values = dict(data)
         values["sizes"] = tuple(parse_size(s) for s in values["sizes"])
         for key in ("precisions", "batches", "channels_last", "compile"):

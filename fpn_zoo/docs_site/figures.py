@@ -23,7 +23,7 @@ class Source:
         note: One sentence on how they were obtained (machine, settings, caveats).
         link: Path of the page or file to link, relative to ``docs/`` (``None``: no page to link).
 
-    Example:
+    Examples:
         >>> Source("weights_manifest.json", "2026-11-21", "reported by torchvision").describe()
         'weights_manifest.json, 2026-11-21: reported by torchvision'
     """
@@ -56,7 +56,7 @@ class Source:
 class Figure:
     """One number as shown (``text``), the value it sorts by, and its source.
 
-    Example:
+    Examples:
         >>> f = Figure(1921.3, "1921", Source("bench.json", "2026-11-21"), detail="median of 10 runs")
         >>> f.html_cell()
         '<td data-sort="1921.3" title="median of 10 runs. Source: bench.json, 2026-11-21">1921</td>'

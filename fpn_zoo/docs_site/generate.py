@@ -73,7 +73,7 @@ def _write_atomic(path: Path, text: str) -> None:
 def write_pages(root: str | Path = ".") -> list[Path]:
     """Regenerate the pages under ``root``; returns the files that changed (stale model pages are removed).
 
-    Example:
+    Examples:
         >>> write_pages("/path/to/fpn-zoo")  # doctest: +SKIP
         [PosixPath('docs/zoo/index.md'), PosixPath('docs/zoo/latency.svg')]
     """

@@ -48,7 +48,7 @@ def plot_digest(points: list[dict[str, Any]]) -> str:
 
 
 def svg_digest(svg: str) -> str | None:
-    """The data digest an SVG written by :func:`render_plot` carries, or ``None``."""
+    """The data digest an SVG written by ``render_plot`` carries, or ``None``."""
     match = _DIGEST.search(svg)
     return match[1] if match else None
 

@@ -43,7 +43,7 @@ class WeightsLink:
 def weights_link(entry: WeightsEntry) -> WeightsLink:
     """The download link and digest of a manifest entry.
 
-    Example:
+    Examples:
         >>> from fpn_zoo.weights.manifest import load_manifest
         >>> link = weights_link(load_manifest().entry("fpn_r50_coco"))
         >>> link.status, link.sha256_kind, link.url.endswith("fasterrcnn_resnet50_fpn_coco-258fb6c6.pth")

@@ -26,7 +26,7 @@ class ZooRow:
     Attributes:
         config: The registered architecture.
         params: Parameter count, in millions.
-        gflops: GFLOPs of one forward at :data:`FLOPS_SIZE`.
+        gflops: GFLOPs of one forward at ``FLOPS_SIZE``.
         latency: CPU latency per input size, median ms at batch 1 in fp32.
         latency_ratio: The same, divided by torchvision's detector measured interleaved in the same run.
         memory: Peak memory of one CPU forward at the benchmark's memory size, MiB.
