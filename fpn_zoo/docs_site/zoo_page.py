@@ -154,6 +154,11 @@ def render_zoo_page(rows: list[ZooRow], sources: SiteSources, header: str) -> st
         if bench
         else "No benchmark results are committed yet: run `fpn-zoo bench` and then `fpn-zoo docs`."
     )
+    if sources.bench_gpu is None:
+        latency_note += (
+            " No GPU results are committed yet; `fpn-zoo bench --device cuda` on a GPU machine, then `fpn-zoo docs`, "
+            "adds GPU columns here."
+        )
     lines = [
         FRONT_MATTER + header,
         "# Model zoo",
