@@ -23,12 +23,12 @@ import argparse
 import contextlib
 import json
 import os
-import re
 import shlex
 import sys
 from pathlib import Path
 from typing import Any, NoReturn
 
+from fpn_zoo.argtypes import add_weights_arguments, check_weights_tag, int_at_least, split_size
 from fpn_zoo.bench.command import add_parser as add_bench_command
 from fpn_zoo.docs_site.command import add_parser as add_docs_command
 from fpn_zoo.engine.eval_command import add_parser as add_eval_command
@@ -39,7 +39,6 @@ from fpn_zoo.registry import UnknownModelError, get_model_config, list_models
 __all__ = ["main"]
 
 PROG = "fpn-zoo"
-_SIZE = re.compile(r"^\s*(\d+)\s*[xX]\s*(\d+)\s*$")
 
 
 class _Parser(argparse.ArgumentParser):
@@ -52,10 +51,10 @@ class _Parser(argparse.ArgumentParser):
 def _input_size(text: str) -> tuple[int, int]:
     from fpn_zoo.inspect_model import MAX_FLOPS_SIDE
 
-    match = _SIZE.match(text)
-    if match is None:
-        raise argparse.ArgumentTypeError(f"{text!r} is not HxW; give height x width in pixels, e.g. 800x800")
-    height, width = int(match[1]), int(match[2])
+    try:
+        height, width = split_size(text)
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
     if not (1 <= height <= MAX_FLOPS_SIDE and 1 <= width <= MAX_FLOPS_SIDE):
         raise argparse.ArgumentTypeError(
             f"{text!r}: height and width must be integers from 1 to {MAX_FLOPS_SIDE}, e.g. 800x800"
@@ -70,16 +69,6 @@ def _score_threshold(text: str) -> float:
         raise argparse.ArgumentTypeError(f"{text!r} is not a number; give a score in [0, 1], e.g. 0.5") from None
     if not 0.0 <= value <= 1.0:  # written so that NaN fails too
         raise argparse.ArgumentTypeError(f"{text!r} is outside [0, 1]; give a score in [0, 1], e.g. 0.5")
-    return value
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{text!r} must be a positive integer")
     return value
 
 
@@ -112,20 +101,15 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("predict", help="detect objects in images; writes <stem>.png and <stem>.json per image")
     p.add_argument("images", nargs="*", type=Path, help="image files (default: the packaged sample image)")
     p.add_argument("--model", required=True, help="model name, e.g. fpn_r50_coco")
-    source = p.add_mutually_exclusive_group()
-    source.add_argument("--weights", type=Path, help="exported folder or .safetensors file (default: random init)")
-    source.add_argument(
-        "--pretrained", nargs="?", const=True, default=False, metavar="TAG",
-        help="the model's weights from weights_manifest.json: the default entry, or the one tagged TAG",
-    )  # fmt: skip
+    add_weights_arguments(p)
     p.add_argument("--out", type=Path, default=Path("predictions"), help="output folder (default: ./predictions)")
     p.add_argument("--device", help="cpu, cuda, cuda:N or mps (default: cuda when available, else cpu)")
     p.add_argument(
         "--score-thr", type=_score_threshold, default=0.5, metavar="T",
         help="keep detections with score >= T, in [0, 1] (default: 0.5)",
     )  # fmt: skip
-    p.add_argument("--min-size", type=_positive_int, help="resize bound: shorter image side (default: the model's)")
-    p.add_argument("--max-size", type=_positive_int, help="resize bound: longest image side (default: the model's)")
+    p.add_argument("--min-size", type=int_at_least(1), help="resize bound: shorter image side (default: the model's)")
+    p.add_argument("--max-size", type=int_at_least(1), help="resize bound: longest image side (default: the model's)")
     p.set_defaults(handler=_cmd_predict)
 
     p = sub.add_parser("convert", help="convert an upstream checkpoint into an fpn_zoo weights folder")
@@ -233,11 +217,7 @@ def _cmd_predict(args: argparse.Namespace) -> int:
     from fpn_zoo.weights.manifest import weights_status
     from fpn_zoo.weights.resolve import weights_label
 
-    if isinstance(args.pretrained, str) and not re.match(r"^[a-z0-9][a-z0-9_]*$", args.pretrained):
-        raise ValueError(
-            f"--pretrained {args.pretrained!r} is not a weights tag; list images before --pretrained, or write "
-            "--pretrained=TAG."
-        )
+    check_weights_tag(args.pretrained, "list images before --pretrained, or ")
     device = resolve_device(args.device)
     paths: list[Path] = list(args.images)
     if not paths:

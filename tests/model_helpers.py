@@ -7,6 +7,7 @@ from typing import Any
 import torch
 
 import fpn_zoo
+from fpn_zoo.bench.references import randomise_
 
 SMALL = {"min_size": 96, "max_size": 128, "box_score_thresh": 0.0}
 
@@ -37,20 +38,7 @@ def model_with_detections(name: str = "fpn_r50_coco", **options: Any) -> torch.n
 
 @torch.no_grad()
 def randomise(model: torch.nn.Module, seed: int, *, logit_scale: float) -> None:
-    """Random weights *and* BatchNorm statistics, scaled so activations stay finite through 50 layers.
-
-    ``logit_scale`` sharpens the class logits so that detections pass the score threshold.
-    """
-    g = torch.Generator().manual_seed(seed)
-    for name, t in model.state_dict().items():
-        if not t.is_floating_point():
-            continue
-        if name.endswith("running_var"):
-            t.copy_(torch.rand(t.shape, generator=g) * 1.5 + 0.5)
-        elif name.endswith(("running_mean", ".bias")):
-            t.copy_(torch.randn(t.shape, generator=g) * 0.1)
-        elif t.dim() == 1:  # BatchNorm scale
-            t.copy_(torch.rand(t.shape, generator=g) * 0.5 + 0.5)
-        else:
-            t.copy_(torch.randn(t.shape, generator=g) * (1.0 / t[0].numel()) ** 0.5)
+    """The benchmark's random weights and BatchNorm statistics, with class logits sharpened by ``logit_scale`` so that
+    detections pass the score threshold."""
+    randomise_(model, seed)
     model.roi_heads.box_predictor.cls_score.weight.mul_(logit_scale)

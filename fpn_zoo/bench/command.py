@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from fpn_zoo.argtypes import int_at_least
 from fpn_zoo.bench.settings import MIN_REPORTABLE_RUNS, BenchSettings, available_cores, parse_size, size_str
 from fpn_zoo.registry import UnknownModelError, get_model_config, list_models
 
@@ -37,21 +38,8 @@ def _csv(choices: tuple[str, ...]) -> Any:
     return parse
 
 
-def _int(low: int) -> Any:
-    def parse(text: str) -> int:
-        try:
-            value = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
-        if value < low:
-            raise argparse.ArgumentTypeError(f"{text!r} must be an integer >= {low}")
-        return value
-
-    return parse
-
-
 def _batches(text: str) -> tuple[int, ...]:
-    return tuple(_int(1)(part.strip()) for part in text.split(","))
+    return tuple(int_at_least(1)(part.strip()) for part in text.split(","))
 
 
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:
@@ -74,11 +62,11 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--runs",
-        type=_int(1),
+        type=int_at_least(1),
         default=MIN_REPORTABLE_RUNS,
         help=f"timed runs per side and combination, >= {MIN_REPORTABLE_RUNS} unless --quick (default 10)",
     )
-    p.add_argument("--warmup", type=_int(0), default=1, help="untimed runs per side before timing (default 1)")
+    p.add_argument("--warmup", type=int_at_least(0), default=1, help="untimed runs per side before timing (default 1)")
     p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default: cpu)")
     p.add_argument("--precisions", type=_csv(("fp32", "bf16")), help="fp32[,bf16] (default: fp32; cuda: fp32,bf16)")
     p.add_argument("--batches", type=_batches, help="images per forward, e.g. 1,8 (default: 1; cuda: 1,8)")
@@ -86,10 +74,14 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
                    "or both (default: off; cuda: both)")  # fmt: skip
     p.add_argument("--compile", choices=tuple(_MODES), help="torch.compile the detectors: off, on or both "
                    "(default: off; cuda: both)")  # fmt: skip
-    p.add_argument("--load-runs", type=_int(1), default=5, help="cold and warm weight loads per side (default 5)")
+    p.add_argument(
+        "--load-runs", type=int_at_least(1), default=5, help="cold and warm weight loads per side (default 5)"
+    )
     p.add_argument("--skip-load", action="store_true", help="leave the load-time measurement out")
     p.add_argument("--skip-necks", action="store_true", help="leave the neck rows out")
-    p.add_argument("--threads", type=_int(1), help="torch threads of every measuring process (default: all cores)")
+    p.add_argument(
+        "--threads", type=int_at_least(1), help="torch threads of every measuring process (default: all cores)"
+    )
     p.add_argument("--seed", type=int, default=0, help="seed of the random weights and images (default 0)")
     p.add_argument("--quick", action="store_true", help="smoke test: allows --runs below 10; the JSON says quick")
     p.add_argument("--out", type=Path, help="results JSON; the .md goes beside it "

@@ -12,6 +12,8 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
+from fpn_zoo.argtypes import split_size
+
 __all__ = [
     "MIN_REPORTABLE_RUNS",
     "MIN_SIDE",
@@ -28,7 +30,6 @@ MIN_SIDE = 64  # the smallest image on which every backbone still yields a P6 le
 SIZE_MULTIPLE = 32  # torchvision pads batches to a multiple of 32: other sizes would run padded, not as stated
 MIN_REPORTABLE_RUNS = 10  # the issue's "median and spread over >= 10 runs"
 SCORE_THRESH = 0.0  # every detector returns its full box_detections_per_img (100) on random weights
-_SIZE = re.compile(r"^\s*(\d+)\s*[xX]\s*(\d+)\s*$")
 _PRECISIONS = ("fp32", "bf16")
 
 
@@ -48,10 +49,7 @@ def parse_size(text: str) -> tuple[int, int]:
         >>> parse_size("512x512")
         (512, 512)
     """
-    match = _SIZE.match(text)
-    if match is None:
-        raise ValueError(f"size {text!r} is not HxW; give height x width in pixels, e.g. 512x512 or 800x1216")
-    height, width = int(match[1]), int(match[2])
+    height, width = split_size(text, example="512x512 or 800x1216")
     top = _max_side()
     for side in (height, width):
         if not MIN_SIDE <= side <= top or side % SIZE_MULTIPLE:

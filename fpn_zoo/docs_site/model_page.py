@@ -6,7 +6,7 @@ import textwrap
 
 from fpn_zoo.config import NECK_TITLES
 from fpn_zoo.docs_site.figures import Figure
-from fpn_zoo.docs_site.sources import BenchRun, SiteSources
+from fpn_zoo.docs_site.sources import ResultsFile, SiteSources
 from fpn_zoo.docs_site.weights_cell import STATUS_TEXT, weights_link
 from fpn_zoo.docs_site.zoo_rows import REFERENCE_NAME, ZooRow, metric_figure
 from fpn_zoo.inspect_model import ArchitectureInfo
@@ -60,7 +60,7 @@ def _stats(figure: dict, unit: str = "ms") -> str:
     return f"{figure['median_ms']:.1f} {unit} (min {figure['min_ms']:.1f}, IQR {figure['iqr_ms']:.1f}, n={figure['n']})"
 
 
-def _bench_section(run: BenchRun, name: str, title: str) -> list[str]:
+def _bench_section(run: ResultsFile, name: str, title: str) -> list[str]:
     row = run.model(name)
     source = run.source
     where = source.markdown("../../")
@@ -111,7 +111,7 @@ def _bench_section(run: BenchRun, name: str, title: str) -> list[str]:
     return [*lines, "", *_neck_rows(run, row["neck"])]
 
 
-def _neck_rows(run: BenchRun, neck: str) -> list[str]:
+def _neck_rows(run: ResultsFile, neck: str) -> list[str]:
     """The neck alone next to its reference implementation (or torchvision's FPN as a cost baseline)."""
     rows = [r for r in run.data.get("necks") or [] if r["neck"] == neck]
     if not rows:

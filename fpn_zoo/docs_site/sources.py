@@ -17,8 +17,7 @@ from fpn_zoo.weights.manifest import Manifest, load_manifest
 
 __all__ = [
     "FINETUNE_SCHEMA",
-    "BenchRun",
-    "FinetuneRun",
+    "ResultsFile",
     "SiteSources",
     "load_finetune_results",
     "load_sources",
@@ -30,31 +29,25 @@ RESULTS_DIR = Path("docs") / "results"
 
 
 @dataclass(frozen=True)
-class BenchRun:
-    """One ``fpn-zoo bench`` results file (schema 2, or an older one migrated on load)."""
+class ResultsFile:
+    """One results file the pages draw on, with its source line.
+
+    Attributes:
+        path: The file.
+        data: Its content, checked (and, for an old benchmark schema, migrated).
+        source: Its name, date and how it was measured.
+        rows_key: The list of per-model rows: ``"models"`` in a benchmark file, ``"results"`` in a fine-tuning file.
+    """
 
     path: Path
     data: dict[str, Any]
     source: Source
+    rows_key: str = "models"
 
     def model(self, name: str) -> dict[str, Any] | None:
         """The model's row, or ``None`` when the run did not measure it (or measuring it failed)."""
-        for row in self.data["models"]:
-            if row["model"] == name and not row.get("error"):
-                return row
-        return None
-
-
-@dataclass(frozen=True)
-class FinetuneRun:
-    """One BCCD fine-tuning results file: AP before and after a short fine-tune, per model."""
-
-    path: Path
-    data: dict[str, Any]
-    source: Source
-
-    def model(self, name: str) -> dict[str, Any] | None:
-        return next((row for row in self.data["results"] if row["model"] == name), None)
+        rows = self.data[self.rows_key]
+        return next((row for row in rows if row["model"] == name and not row.get("error")), None)
 
 
 @dataclass(frozen=True)
@@ -71,9 +64,9 @@ class SiteSources:
 
     root: Path
     manifest: Manifest
-    bench: BenchRun | None
-    bench_gpu: BenchRun | None
-    finetune: FinetuneRun | None
+    bench: ResultsFile | None
+    bench_gpu: ResultsFile | None
+    finetune: ResultsFile | None
 
     def files(self) -> list[Path]:
         """The source files, relative to the root, for the generated pages' headers."""
@@ -97,7 +90,7 @@ def _results_page(path: Path, root: Path) -> str | None:
     return _relative(table, root / "docs").as_posix()
 
 
-def _bench_run(path: Path, root: Path) -> BenchRun:
+def _bench_run(path: Path, root: Path) -> ResultsFile:
     from fpn_zoo.bench.results import load_results
 
     data = load_results(path)
@@ -113,10 +106,10 @@ def _bench_run(path: Path, root: Path) -> BenchRun:
     if data.get("migrated_from"):
         note += f" (schema {data['migrated_from']} file, migrated on load)"
     source = Source(_relative(path, root).as_posix(), str(data["date"])[:10], note, _results_page(path, root))
-    return BenchRun(path, data, source)
+    return ResultsFile(path, data, source)
 
 
-def _newest_bench(results_dir: Path, root: Path, device: str) -> BenchRun | None:
+def _newest_bench(results_dir: Path, root: Path, device: str) -> ResultsFile | None:
     from fpn_zoo.bench.results import find_results
 
     runs = [_bench_run(path, root) for path in find_results(results_dir, device=device)]
@@ -128,7 +121,7 @@ def _newest_bench(results_dir: Path, root: Path, device: str) -> BenchRun | None
     return max(full, key=lambda run: (not run.data.get("migrated_from"), _measured_models(run), run.data["date"]))
 
 
-def _measured_models(run: BenchRun) -> int:
+def _measured_models(run: ResultsFile) -> int:
     return sum(1 for m in run.data["models"] if not m.get("error") and m.get("latency") and m.get("params"))
 
 
@@ -165,7 +158,7 @@ def load_finetune_results(path: Path) -> dict[str, Any]:
     return data
 
 
-def _finetune_run(path: Path, root: Path) -> FinetuneRun:
+def _finetune_run(path: Path, root: Path) -> ResultsFile:
     data = load_finetune_results(path)
     settings = data["settings"]
     note = (
@@ -173,7 +166,7 @@ def _finetune_run(path: Path, root: Path) -> FinetuneRun:
         f"COCO AP on BCCD val; {data.get('note', '')}"
     ).strip()
     source = Source(_relative(path, root).as_posix(), str(data["date"])[:10], note, _results_page(path, root))
-    return FinetuneRun(path, data, source)
+    return ResultsFile(path, data, source, rows_key="results")
 
 
 def load_sources(root: str | Path = ".") -> SiteSources:

@@ -7,7 +7,7 @@ from typing import Any
 
 from fpn_zoo.config import ModelConfig
 from fpn_zoo.docs_site.figures import DocsSourceError, Figure, Source
-from fpn_zoo.docs_site.sources import BenchRun, SiteSources
+from fpn_zoo.docs_site.sources import ResultsFile, SiteSources
 from fpn_zoo.registry import get_model_config, list_models
 from fpn_zoo.weights.manifest import Metric, WeightsEntry
 
@@ -65,7 +65,9 @@ def latency_row(
     return None
 
 
-def _latency_figure(run: BenchRun, model_row: dict[str, Any], size: str, **setting: Any) -> tuple[Figure, Any] | None:
+def _latency_figure(
+    run: ResultsFile, model_row: dict[str, Any], size: str, **setting: Any
+) -> tuple[Figure, Any] | None:
     row = latency_row(model_row, size, **setting)
     if row is None:
         return None

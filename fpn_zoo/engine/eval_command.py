@@ -20,22 +20,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import re
 import sys
 from pathlib import Path
 from typing import Any
 
+from fpn_zoo.argtypes import add_weights_arguments, check_weights_tag, int_at_least
+
 __all__ = ["add_parser", "run"]
-
-
-def _count(text: str, minimum: int) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
-    if value < minimum:
-        raise argparse.ArgumentTypeError(f"{text!r} must be an integer >= {minimum}")
-    return value
 
 
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:
@@ -57,12 +48,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     )
     p.add_argument("--ann", type=Path, required=True, metavar="FILE", help="COCO annotation file (ground truth)")
     p.add_argument("--model", help="model name, e.g. fpn_r50_coco (model mode, with --images)")
-    source = p.add_mutually_exclusive_group()
-    source.add_argument("--weights", type=Path, help="exported folder or .safetensors file (default: random init)")
-    source.add_argument(
-        "--pretrained", nargs="?", const=True, default=False, metavar="TAG",
-        help="the model's weights from weights_manifest.json: the default entry, or the one tagged TAG",
-    )  # fmt: skip
+    add_weights_arguments(p)
     p.add_argument("--images", type=Path, metavar="DIR", help="folder of the annotation file's images (model mode)")
     p.add_argument(
         "--detections", type=Path, metavar="FILE", help="score this COCO results file instead of running a model"
@@ -71,12 +57,10 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         "--out", type=Path, metavar="FILE",
         help="metrics JSON to write; detections go beside it as <stem>.detections.json (default: eval/<model>.json)",
     )  # fmt: skip
-    p.add_argument(
-        "--batch-size", type=lambda t: _count(t, 1), default=2, metavar="N", help="images per forward (default: 2)"
-    )
+    p.add_argument("--batch-size", type=int_at_least(1), default=2, metavar="N", help="images per forward (default: 2)")
     p.add_argument("--device", help="cpu, cuda, cuda:N or mps (default: cuda when available, else cpu)")
     p.add_argument(
-        "--workers", type=lambda t: _count(t, 0), default=0, metavar="N", help="data loading processes (default: 0)"
+        "--workers", type=int_at_least(0), default=0, metavar="N", help="data loading processes (default: 0)"
     )
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(handler=run)
@@ -112,8 +96,7 @@ def _check_model_args(args: argparse.Namespace) -> None:
     missing = [f"--{k}" for k in ("model", "images") if getattr(args, k) is None]
     if missing:
         raise ValueError(f"missing {' and '.join(missing)}: give --model and --images, or --detections FILE.")
-    if isinstance(args.pretrained, str) and not re.match(r"^[a-z0-9][a-z0-9_]*$", args.pretrained):
-        raise ValueError(f"--pretrained {args.pretrained!r} is not a weights tag; write --pretrained=TAG.")
+    check_weights_tag(args.pretrained)
     if not args.ann.is_file():
         raise FileNotFoundError(f"No such annotation file: '{args.ann}'.")
     if not args.images.is_dir():
