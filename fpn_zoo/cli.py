@@ -35,6 +35,7 @@ from fpn_zoo.engine.eval_command import add_parser as add_eval_command
 from fpn_zoo.engine.train_command import add_parser as add_train_command
 from fpn_zoo.publish.commands import add_export_command, add_publish_command
 from fpn_zoo.registry import UnknownModelError, get_model_config, list_models
+from fpn_zoo.weights.manifest import CONVERTERS as CONVERTER_NAMES
 
 __all__ = ["main"]
 
@@ -86,6 +87,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("list", help="list the models with backbone, neck and parameter count")
     p.add_argument("pattern", nargs="?", help="shell-style filter such as 'bifpn_*'; a plain word matches anywhere")
     p.add_argument("--json", action="store_true", help="print a JSON list instead of a table")
+    p.add_argument(
+        "--pretrained", action="store_true",
+        help="only the models with weights to load (published, or converted from an upstream checkpoint)",
+    )  # fmt: skip
     p.set_defaults(handler=_cmd_list)
 
     p = sub.add_parser("info", help="architecture, parameters, GFLOPs, label space and weights of one model")
@@ -96,6 +101,10 @@ def build_parser() -> argparse.ArgumentParser:
         help="image size at which FLOPs are counted (default: 800x800)",
     )  # fmt: skip
     p.add_argument("--no-flops", action="store_true", help="skip the FLOP count (one CPU forward pass)")
+    p.add_argument(
+        "--weights", type=Path, metavar="PATH",
+        help="an exported or converted folder: show the options recorded in its config.json (inference settings)",
+    )  # fmt: skip
     p.set_defaults(handler=_cmd_info)
 
     p = sub.add_parser("predict", help="detect objects in images; writes <stem>.png and <stem>.json per image")
@@ -112,14 +121,24 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-size", type=int_at_least(1), help="resize bound: longest image side (default: the model's)")
     p.set_defaults(handler=_cmd_predict)
 
-    p = sub.add_parser("convert", help="convert an upstream checkpoint into an fpn_zoo weights folder")
-    p.add_argument("--from", dest="source_format", required=True, choices=["torchvision"], help="checkpoint origin")
-    p.add_argument("src", type=Path, help="upstream checkpoint, e.g. fasterrcnn_resnet50_fpn_coco-258fb6c6.pth")
-    p.add_argument("--model", default="fpn_r50_coco", help="target model (default: fpn_r50_coco)")
-    p.add_argument("--out", type=Path, required=True, help="folder receiving model.safetensors and config.json")
+    p = sub.add_parser(
+        "convert",
+        help="convert an upstream checkpoint (torchvision, mmdetection, official ConvNeXt) into an fpn_zoo folder",
+        description="Convert an upstream Faster / Mask R-CNN checkpoint into model.safetensors + config.json. The "
+        "target model is read off the tensors (printed); the inference settings the weights were trained with "
+        "(RoIAlign, anchors, box filters) are recorded in config.json. Mask branches are dropped and listed.",
+    )
+    p.add_argument(
+        "--from", dest="source_format", required=True, choices=sorted(CONVERTER_NAMES),
+        help="which codebase wrote the checkpoint",
+    )  # fmt: skip
+    p.add_argument("src", type=Path, help="upstream checkpoint, e.g. faster_rcnn_r50_fpn_1x_coco_20200130-047c8118.pth")
+    p.add_argument("--model", help="target model; default: the one the tensors fit (a model that does not fit fails)")
+    p.add_argument("--out", type=Path, required=True, help="new folder receiving model.safetensors and config.json")
     p.add_argument(
         "--frozen-bn-eps", type=float, default=None,
-        help="BatchNorm eps the weights were trained with (default: 0.0 for torchvision's COCO_V1 file, else 1e-5)",
+        help="BatchNorm eps the weights were trained with (default: the converter's: 0.0 for torchvision's COCO_V1 "
+        "v1 files, else 1e-5)",
     )  # fmt: skip
     p.set_defaults(handler=_cmd_convert)
     p = sub.add_parser("download", help="prefetch a model's verified weights for offline use; says what to copy")
@@ -156,15 +175,21 @@ def _cmd_list(args: argparse.Namespace) -> int:
     pattern = args.pattern
     if pattern is not None and not any(c in pattern for c in "*?["):
         pattern = f"*{pattern}*"
+    from fpn_zoo.weights.manifest import load_manifest
+
+    manifest = load_manifest()
     rows = []
-    for name in list_models(pattern):
+    for name in list_models(pattern, pretrained=args.pretrained):
         config = get_model_config(name)
+        default = manifest.default_entry(name)
         rows.append({
             "name": name,
             "backbone": config.backbone,
             "timm_backbone": config.backbone_spec.timm_name,
             "neck": config.neck,
             "num_params": count_parameters(config),
+            "weights": [e.tag for e in manifest.entries(name) if e.available],
+            "default_weights": None if default is None else default.tag,
         })  # fmt: skip
     if args.json:
         print(json.dumps(rows, indent=2))
@@ -172,13 +197,15 @@ def _cmd_list(args: argparse.Namespace) -> int:
     if not rows:
         print(f"No model matches {args.pattern!r}; `{PROG} list` shows all {len(list_models())}.")
         return 0
-    table = [("name", "backbone", "neck", "params (M)")]
-    table += [
-        (r["name"], f"{r['backbone']} ({r['timm_backbone']})", r["neck"], f"{r['num_params'] / 1e6:.2f}") for r in rows
-    ]
+    table = [("name", "backbone", "neck", "params (M)", "weights (default first)")]
+    for r in rows:
+        tags = sorted(r["weights"], key=lambda t: t != r["default_weights"])
+        weights = ", ".join(tags) if tags else "none (random init; see `info`)"
+        backbone = f"{r['backbone']} ({r['timm_backbone']})"
+        table.append((r["name"], backbone, r["neck"], f"{r['num_params'] / 1e6:.2f}", weights))
     widths = [max(len(row[i]) for row in table) for i in range(4)]
     for row in table:
-        print(f"{row[0]:<{widths[0]}}  {row[1]:<{widths[1]}}  {row[2]:<{widths[2]}}  {row[3]:>{widths[3]}}")
+        print(f"{row[0]:<{widths[0]}}  {row[1]:<{widths[1]}}  {row[2]:<{widths[2]}}  {row[3]:>{widths[3]}}  {row[4]}")
     plural = "s" if len(rows) != 1 else ""
     print(f"{len(rows)} model{plural}; params with frozen BatchNorm, as torchvision counts them. `{PROG} info NAME`")
     return 0
@@ -187,6 +214,18 @@ def _cmd_list(args: argparse.Namespace) -> int:
 def _cmd_info(args: argparse.Namespace) -> int:
     config = get_model_config(args.name)  # an unknown name fails before torch is imported
     from fpn_zoo.inspect_model import format_report, model_report
+
+    if args.weights is not None:
+        from fpn_zoo.weights.checkpoint import read_checkpoint
+
+        saved = read_checkpoint(args.weights).config
+        if saved is None:
+            raise ValueError(f"{args.weights} has no config.json: nothing records its options.")
+        if saved.name != config.name:
+            raise ValueError(
+                f"{args.weights} was exported for {saved.name}; run `{PROG} info {saved.name} --weights ...`."
+            )
+        config = saved
 
     data = model_report(config, input_size=None if args.no_flops else args.input_size)
     print(json.dumps(data, indent=2) if args.json else format_report(data))
@@ -270,13 +309,21 @@ def _cmd_predict(args: argparse.Namespace) -> int:
 
 def _cmd_convert(args: argparse.Namespace) -> int:
     from fpn_zoo.weights.checkpoint import CONFIG_FILENAME, WEIGHTS_FILENAME
-    from fpn_zoo.weights.convert import convert_torchvision_checkpoint
+    from fpn_zoo.weights.convert import convert_checkpoint
 
-    out = convert_torchvision_checkpoint(args.src, args.out, model=args.model, frozen_bn_eps=args.frozen_bn_eps)
-    print(f"Converted {args.src} ({args.source_format}) for {args.model}: wrote {out / WEIGHTS_FILENAME} and "
-          f"{out / CONFIG_FILENAME}.")  # fmt: skip
-    print(f"Use it: {PROG} predict IMAGE --model {args.model} --weights {shlex.quote(str(out))}")
-    print(f"    or: fpn_zoo.create_model({args.model!r}, weights={str(out)!r})")
+    report = convert_checkpoint(
+        args.src, args.out, source=args.source_format, model=args.model, frozen_bn_eps=args.frozen_bn_eps
+    )
+    out = report.out_dir
+    print(f"Recognised {args.src.name}: {report.description} -> {report.model}")
+    for note in report.notes:
+        print(f"Note: {note}")
+    if report.dropped:
+        print(f"Dropped {len(report.dropped)} tensor(s) the zoo model has no place for: {', '.join(report.dropped)}")
+    print(f"Wrote {out / WEIGHTS_FILENAME} and {out / CONFIG_FILENAME}; `{PROG} info {report.model} --weights "
+          f"{shlex.quote(str(out))}` shows the inference settings recorded with them.")  # fmt: skip
+    print(f"Use it: {PROG} predict IMAGE --model {report.model} --weights {shlex.quote(str(out))}")
+    print(f"    or: fpn_zoo.create_model({report.model!r}, weights={str(out)!r})")
     return 0
 
 

@@ -11,6 +11,7 @@ from torchvision.models.detection import FasterRCNN
 from fpn_zoo.backbones import TimmBackbone
 from fpn_zoo.config import ModelConfig
 from fpn_zoo.heads import SoftRoISelection
+from fpn_zoo.heads.builder import finish_heads, head_parts
 from fpn_zoo.heads.consistent_supervision import ConsistentSupervisionRoIHeads
 from fpn_zoo.images import ImageError, check_model_input
 from fpn_zoo.necks import AugFPN, Neck, build_neck
@@ -28,6 +29,11 @@ class BackboneWithNeck(nn.Module):
         self.body = body
         self.neck = neck
         self.out_channels: int = neck.out_channels
+
+    @property
+    def level_strides(self) -> tuple[int, ...]:
+        """Strides of the pyramid levels P2-P6: the backbone's four, then P6 at twice the coarsest."""
+        return (*self.body.strides, 2 * self.body.strides[-1])
 
     def forward(self, x: Tensor) -> PyramidFeatures:
         return self.neck(self.body(x))
@@ -50,19 +56,29 @@ class ZooDetector(FasterRCNN, ZooHubMixin):
     """
 
     def __init__(self, config: ModelConfig, backbone: BackboneWithNeck) -> None:
+        parts = head_parts(config, backbone.out_channels, backbone.level_strides)
         super().__init__(
             backbone,
             num_classes=config.num_classes,
             min_size=config.min_size,
             max_size=config.max_size,
+            rpn_anchor_generator=parts.anchor_generator,
+            rpn_head=parts.rpn_head,
+            box_roi_pool=parts.box_roi_pool,
+            box_head=parts.box_head,
             box_score_thresh=config.box_score_thresh,
             box_nms_thresh=config.box_nms_thresh,
             box_detections_per_img=config.box_detections_per_img,
         )
+        self.rpn, self.roi_heads = finish_heads(self.rpn, self.roi_heads, config)
         if backbone.neck.soft_roi_selection:
             # torchvision's constructor only accepts MultiScaleRoIAlign here; the RoI heads call any pooler with the
             # same signature, so Soft RoI Selection goes in afterwards.
-            self.roi_heads.box_roi_pool = SoftRoISelection(backbone.out_channels)
+            self.roi_heads.box_roi_pool = SoftRoISelection(
+                backbone.out_channels,
+                sampling_ratio=config.roi_align_sampling_ratio,
+                aligned=config.roi_align_aligned,
+            )
         if isinstance(backbone.neck, AugFPN) and config.consistent_supervision_weight > 0:
             # Training-only auxiliary head on the raw laterals, built last so that the inference weights a seed gives
             # do not depend on it.
@@ -110,18 +126,20 @@ def build_detector(config: ModelConfig, *, loads_weights: bool = False) -> ZooDe
     Args:
         config: Architecture.
         loads_weights: Whole-model weights will be loaded afterwards. As in torchvision, any pretrained weights
-            (these, or ``config.pretrained_backbone``) mean frozen BatchNorm in the backbone and only the top
-            ``trainable_backbone_layers`` stages trainable; otherwise ordinary BatchNorm and everything trains.
+            (these, or ``config.pretrained_backbone``) mean frozen BatchNorm in the backbone (unless
+            ``config.backbone_norm`` says otherwise) and only the top ``trainable_backbone_layers`` stages
+            trainable; otherwise ordinary BatchNorm and everything trains.
             timm's ImageNet weights are not fetched when whole-model weights follow.
 
     Returns:
         The model in training mode, on the current default device.
     """
     is_pretrained = loads_weights or config.pretrained_backbone
+    frozen_bn = {"auto": is_pretrained, "frozen_batch_norm": True, "batch_norm": False}[config.backbone_norm]
     body = TimmBackbone(
         config.backbone_spec,
         pretrained=config.pretrained_backbone and not loads_weights,
-        frozen_bn=is_pretrained,
+        frozen_bn=frozen_bn,
         frozen_bn_eps=config.frozen_bn_eps,
         trainable_layers=resolve_trainable_layers(config, is_pretrained=is_pretrained),
     )

@@ -15,7 +15,7 @@ from typing import Any
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from fpn_zoo.config import NECK_TITLES, ModelConfig
+from fpn_zoo.config import INFERENCE_FIELDS, NECK_TITLES, ModelConfig
 from fpn_zoo.detector import ZooDetector, build_detector
 from fpn_zoo.heads import SoftRoISelection
 from fpn_zoo.necks import LEVEL_NAMES
@@ -258,6 +258,7 @@ def model_report(config: ModelConfig, *, input_size: tuple[int, int] | None = (8
         num_classes=config.num_classes,
         categories=list(config.categories),
         resize={"min_size": config.min_size, "max_size": config.max_size},
+        inference={f: getattr(config, f) for f in INFERENCE_FIELDS},
         weights_status=weights_status(config.name),
         weights=[_entry_summary(e) for e in load_manifest().entries(config.name)],
     )
@@ -265,11 +266,43 @@ def model_report(config: ModelConfig, *, input_size: tuple[int, int] | None = (8
 
 
 def _entry_summary(entry: Any) -> dict[str, Any]:
-    """A manifest entry as JSON, label space by name (the categories are listed once, above)."""
+    """A manifest entry as JSON, label space by name (the categories are listed once, above), with the options a
+    convertible entry's weights run with."""
+    from fpn_zoo.converters import CONVERTERS
+
     data = dataclasses.asdict(entry)
     data.pop("categories")
     data["gflops_input_size"] = list(entry.gflops_input_size)
+    if entry.upstream is not None:
+        data["runs_with"] = CONVERTERS[entry.upstream.converter].options(entry.model, entry.upstream.sha256_prefix)
     return data
+
+
+def describe_inference(settings: dict[str, Any]) -> str:
+    """The inference settings in words, as ``fpn-zoo info`` prints them.
+
+    Examples:
+        >>> from fpn_zoo import get_model_config
+        >>> c = get_model_config("fpn_r50_coco")
+        >>> describe_inference({f: getattr(c, f) for f in INFERENCE_FIELDS})  # doctest: +NORMALIZE_WHITESPACE
+        'RoIAlign aligned=False sampling_ratio=2; anchors rounded, strides from the image; log-size deltas clamped
+        above; proposals with a side < 0.001 dropped, detections with a side < 0.01 dropped; BatchNorm eps 1e-05'
+    """
+
+    def filtered(what: str, limit: float | None) -> str:
+        if limit is None:
+            return f"{what} not filtered by size"
+        return f"empty {what} dropped" if limit == 0 else f"{what} with a side < {limit:g} dropped"
+
+    s = settings
+    return (
+        f"RoIAlign aligned={s['roi_align_aligned']} sampling_ratio={s['roi_align_sampling_ratio']}; "
+        f"anchors {'rounded' if s['round_anchors'] else 'exact'}, strides "
+        f"{'from the image' if s['anchor_strides'] == 'from_image' else 'fixed 4-64'}; log-size deltas clamped "
+        f"{'above' if s['box_delta_clamp'] == 'upper' else 'on both sides'}; "
+        f"{filtered('proposals', s['rpn_min_box_size'])}, {filtered('detections', s['box_min_size'])}; "
+        f"BatchNorm eps {s['frozen_bn_eps']:g}"
+    )
 
 
 def format_report(data: dict[str, Any], *, shown_categories: int = 5) -> str:
@@ -318,6 +351,7 @@ def format_report(data: dict[str, Any], *, shown_categories: int = 5) -> str:
     lines += [
         f"  label space  {data['dataset']}: {data['num_classes']} class slots incl. background; {names}, ...",
         f"  input        resized to shorter side {resize['min_size']}, longer side <= {resize['max_size']}",
+        f"  inference    {describe_inference(data['inference'])}",
         f"  weights      {data['weights_status']}",
     ]
     for entry in data["weights"]:
@@ -326,6 +360,9 @@ def format_report(data: dict[str, Any], *, shown_categories: int = 5) -> str:
                 f"               load {entry['tag']}: create_model({data['name']!r}, pretrained={entry['tag']!r})"
                 f" or `fpn-zoo download {data['name']} --tag {entry['tag']}`"
             )
+        if entry.get("runs_with"):
+            settings = {**data["inference"], **entry["runs_with"]}
+            lines.append(f"               {entry['tag']} runs with: {describe_inference(settings)}")
         for metric in entry["metrics"]:
             figure = f"{metric['dataset']} {metric['metric']} {metric['value']}"
             lines.append(f"               {figure} ({metric['source']})")

@@ -101,3 +101,8 @@ COCO_CATEGORIES: tuple[str, ...] = (
     "toothbrush",
 )
 """Names of the 91 COCO class slots, identical to ``torchvision.models.detection.faster_rcnn._COCO_CATEGORIES``."""
+
+
+# The 80 COCO category ids in ascending order: the slots of COCO_CATEGORIES that are not "N/A". Codebases with an
+# 80-class head (mmdetection, detectron2) order their classes this way (mmdet CocoDataset: `cat_ids` sorted by id).
+COCO_CATEGORY_IDS: tuple[int, ...] = tuple(i for i, name in enumerate(COCO_CATEGORIES) if i and name != "N/A")

@@ -12,6 +12,7 @@ from torchvision.ops import roi_align
 
 import fpn_zoo
 from fpn_zoo.heads.consistent_supervision import AuxiliaryBoxHead, ConsistentSupervisionRoIHeads
+from fpn_zoo.heads.small_boxes import FilteredRoIHeads
 from fpn_zoo.weights.checkpoint import save_checkpoint
 from fpn_zoo.weights.loading import WeightsMismatchError
 
@@ -141,7 +142,7 @@ def test_inference_ignores_the_aux_head():
     with_aux = small_augfpn(box_score_thresh=0.0)
     without = small_augfpn(box_score_thresh=0.0, consistent_supervision_weight=0.0)
     assert isinstance(with_aux.roi_heads, ConsistentSupervisionRoIHeads)
-    assert type(without.roi_heads) is RoIHeads
+    assert type(without.roi_heads) is FilteredRoIHeads
     # Built last, the aux head leaves the inference weights of a seed unchanged.
     state, plain = with_aux.state_dict(), without.state_dict()
     assert set(state) - set(plain) == {k for k in state if k.startswith(AUX_PREFIX)} != set()
@@ -196,7 +197,7 @@ def create_weight(weight: float) -> fpn_zoo.ZooDetector:
 @pytest.mark.parametrize("name", [n for n in fpn_zoo.list_models() if not n.startswith("augfpn_")])
 def test_other_necks_have_no_aux_head(name):
     model = fpn_zoo.create_model(name, device="meta")
-    assert type(model.roi_heads) is RoIHeads
+    assert type(model.roi_heads) is FilteredRoIHeads
     assert not any(k.startswith(AUX_PREFIX) for k in model.state_dict())
 
 
@@ -209,7 +210,7 @@ def test_other_necks_train_without_aux_losses():
 
 def test_weight_zero_switches_it_off():
     model = small_augfpn(consistent_supervision_weight=0.0).train()
-    assert type(model.roi_heads) is RoIHeads
+    assert type(model.roi_heads) is FilteredRoIHeads
     assert not any(k.startswith(AUX_PREFIX) for k in model.state_dict())
     assert set(model(*batch())) == MAIN_LOSSES
 
@@ -251,14 +252,14 @@ def test_checkpoints_keep_the_aux_head(tmp_path):
         with pytest.raises(WeightsMismatchError, match=r"8 missing \(roi_heads\.aux_head\."):
             fpn_zoo.create_model("augfpn_r50_coco", weights=folder, device="cpu")
         plain = fpn_zoo.create_model("augfpn_r50_coco", weights=folder, device="cpu", consistent_supervision_weight=0)
-        assert type(plain.roi_heads) is RoIHeads
+        assert type(plain.roi_heads) is FilteredRoIHeads
     finally:
         for file in folder.glob("*"):  # pytest keeps the last runs' temporary folders
             file.unlink()
 
 
 def test_aux_head_pools_every_box_on_every_level():
-    head = AuxiliaryBoxHead(8, 3, representation_size=16)
+    head = AuxiliaryBoxHead(8, 3)
     laterals = [torch.rand(2, 8, 64 // 2**i, 96 // 2**i) for i in range(4)]
     boxes = [
         torch.tensor([[0.0, 0.0, 100.0, 120.0], [30.0, 20.0, 60.0, 50.0]]),

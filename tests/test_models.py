@@ -56,10 +56,10 @@ def backbone_kind(name: str) -> str:
     return "convnext" if "convnext" in name else "resnet"
 
 
-def test_registry_holds_every_neck_backbone_pair():
+def test_registry_holds_every_neck_backbone_pair_and_the_v2_variant():
     expected = {f"{n}_{b}_coco" for n, b in itertools.product(["fpn", "panet", "bifpn", "augfpn"], BACKBONES)}
-    assert set(MODELS) == expected
-    assert len(MODELS) == 20
+    assert set(MODELS) == expected | {"fpn_r50_v2_coco"}
+    assert len(MODELS) == 21
 
 
 @pytest.mark.parametrize("name", MODELS)

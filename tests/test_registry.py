@@ -7,19 +7,32 @@ import dataclasses
 import pytest
 
 import fpn_zoo
-from fpn_zoo.config import BACKBONES, ModelConfig
+from fpn_zoo.config import BACKBONES, VARIANTS, ModelConfig
 from fpn_zoo.registry import register_model
 from fpn_zoo.weights.manifest import load_manifest, weights_status
 
 
-def test_twenty_models_named_neck_backbone_dataset():
+def test_every_pair_and_the_variants_are_registered_by_the_naming_rule():
     names = fpn_zoo.list_models()
-    expected = {f"{n}_{b}_coco" for n in ("fpn", "panet", "bifpn", "augfpn") for b in BACKBONES}
-    assert set(names) == expected and len(names) == 20
+    grid = {f"{n}_{b}_coco" for n in ("fpn", "panet", "bifpn", "augfpn") for b in BACKBONES}
+    variants = {f"{n}_{b}_{v}_coco" for v, variant in VARIANTS.items() for n, b in variant.pairs}
+    assert variants == {"fpn_r50_v2_coco"}
+    assert set(names) == grid | variants and len(names) == 21
     for name in names:
         config = fpn_zoo.get_model_config(name)
-        assert name == f"{config.neck}_{config.backbone}_{config.dataset}"
+        suffix = f"_{config.variant}" if config.variant else ""
+        assert name == f"{config.neck}_{config.backbone}{suffix}_{config.dataset}"
         assert config.num_classes == 91 and config.categories[1] == "person" and config.categories[12] == "N/A"
+
+
+def test_a_variant_is_its_options_on_the_plain_pair():
+    v2 = fpn_zoo.get_model_config("fpn_r50_v2_coco")
+    plain = fpn_zoo.get_model_config("fpn_r50_coco").replace(**VARIANTS["v2"].options)
+    assert dataclasses.replace(v2, name=plain.name, variant=None) == plain
+    with pytest.raises(TypeError, match="part of the model name"):
+        v2.replace(variant=None)
+    with pytest.raises(ValueError, match="must be 'fpn_r50_v2_coco'"):
+        register_model(dataclasses.replace(v2, name="fpn_r50_coco_v2"))
 
 
 def test_pattern_filter():

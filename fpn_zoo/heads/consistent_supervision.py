@@ -25,9 +25,12 @@ from collections.abc import Sequence
 
 import torch
 from torch import Tensor, nn
-from torchvision.models.detection.faster_rcnn import FastRCNNPredictor, TwoMLPHead
-from torchvision.models.detection.roi_heads import RoIHeads, fastrcnn_loss
+from torchvision.models.detection.faster_rcnn import FastRCNNConvFCHead, FastRCNNPredictor, TwoMLPHead
+from torchvision.models.detection.roi_heads import fastrcnn_loss
 from torchvision.ops import roi_align
+
+from fpn_zoo.heads.builder import REPRESENTATION_SIZE, make_box_head, roi_heads_arguments
+from fpn_zoo.heads.small_boxes import FilteredRoIHeads
 
 # Raw lateral i comes from C(i + 2): its losses are named after the pyramid level of the same stride (p2-p5).
 _FIRST_LEVEL = 2
@@ -43,12 +46,13 @@ class AuxiliaryBoxHead(nn.Module):
     Args:
         in_channels: Channels of each raw lateral.
         num_classes: Class slots including background, as the main predictor.
-        representation_size: Width of the two FC layers (1024, as the main head).
+        box_head: The main head's kind, ``"2fc"`` or ``"4conv1fc"`` (1024 wide).
         output_size: RoIAlign output size, the main pooler's.
         sampling_ratio: RoIAlign sampling points per bin, the main pooler's.
+        aligned: RoIAlign's half-pixel offset, the main pooler's.
 
     Examples:
-        >>> head = AuxiliaryBoxHead(8, 4, representation_size=32)
+        >>> head = AuxiliaryBoxHead(8, 4)
         >>> laterals = [torch.rand(1, 8, 64 // 2**i, 64 // 2**i) for i in range(4)]
         >>> logits, deltas = head(laterals, [torch.tensor([[0.0, 0.0, 100.0, 120.0]])], [(256, 256)])
         >>> logits.shape, deltas.shape  # one row per level and box, level-major
@@ -60,15 +64,17 @@ class AuxiliaryBoxHead(nn.Module):
         in_channels: int,
         num_classes: int,
         *,
-        representation_size: int = 1024,
+        box_head: str = "2fc",
         output_size: tuple[int, int] = (7, 7),
         sampling_ratio: int = 2,
+        aligned: bool = False,
     ) -> None:
         super().__init__()
         self.output_size = (int(output_size[0]), int(output_size[1]))
         self.sampling_ratio = sampling_ratio
-        self.box_head = TwoMLPHead(in_channels * self.output_size[0] * self.output_size[1], representation_size)
-        self.box_predictor = FastRCNNPredictor(representation_size, num_classes)
+        self.aligned = aligned
+        self.box_head = make_box_head(box_head, in_channels, self.output_size[0])
+        self.box_predictor = FastRCNNPredictor(REPRESENTATION_SIZE, num_classes)
 
     def pool(self, laterals: Sequence[Tensor], boxes: list[Tensor], image_shapes: list[tuple[int, int]]) -> Tensor:
         """RoIAlign of every box on every lateral, stacked level-major: ``(num_levels * num_boxes, C, h, w)``."""
@@ -78,7 +84,9 @@ class AuxiliaryBoxHead(nn.Module):
         for i, lateral in enumerate(laterals):
             # The scale rule of the main pooler (SoftRoISelection, MultiScaleRoIAlign): nearest power of two.
             scale = 2.0 ** round(math.log2(lateral.shape[-2] / image_h))
-            pooled[i * n : (i + 1) * n] = roi_align(lateral, boxes, self.output_size, scale, self.sampling_ratio)
+            pooled[i * n : (i + 1) * n] = roi_align(
+                lateral, boxes, self.output_size, scale, self.sampling_ratio, self.aligned
+            )
         return pooled
 
     def forward(
@@ -87,7 +95,7 @@ class AuxiliaryBoxHead(nn.Module):
         return self.box_predictor(self.box_head(self.pool(laterals, boxes, image_shapes)))
 
 
-class ConsistentSupervisionRoIHeads(RoIHeads):
+class ConsistentSupervisionRoIHeads(FilteredRoIHeads):
     """torchvision's Faster R-CNN ``RoIHeads`` plus AugFPN's consistent supervision in training.
 
     In eval mode this is exactly ``RoIHeads``. In training mode the RoIs are sampled and their targets computed once
@@ -104,7 +112,7 @@ class ConsistentSupervisionRoIHeads(RoIHeads):
         *args (Any): ``RoIHeads`` arguments.
         aux_head: The auxiliary head.
         weight: Multiplier of each auxiliary loss term, > 0.
-        **kwargs (Any): ``RoIHeads`` keyword arguments.
+        **kwargs (Any): [`FilteredRoIHeads`][fpn_zoo.heads.small_boxes.FilteredRoIHeads] keyword arguments.
 
     Examples:
         >>> import fpn_zoo
@@ -125,11 +133,14 @@ class ConsistentSupervisionRoIHeads(RoIHeads):
         self.weight = float(weight)
 
     @classmethod
-    def from_roi_heads(cls, heads: RoIHeads, *, in_channels: int, weight: float) -> ConsistentSupervisionRoIHeads:
+    def from_roi_heads(
+        cls, heads: FilteredRoIHeads, *, in_channels: int, weight: float
+    ) -> ConsistentSupervisionRoIHeads:
         """The same RoI heads (modules shared, settings copied) plus a new auxiliary head shaped like the main one.
 
         Args:
-            heads: torchvision Faster R-CNN RoI heads with a ``TwoMLPHead`` and a ``FastRCNNPredictor``.
+            heads: A zoo model's RoI heads, with a ``TwoMLPHead`` or ``FastRCNNConvFCHead`` and a
+                ``FastRCNNPredictor``.
             in_channels: Channels of each raw lateral.
             weight: Multiplier of each auxiliary loss term.
 
@@ -143,33 +154,29 @@ class ConsistentSupervisionRoIHeads(RoIHeads):
             >>> heads.aux_head.box_predictor.cls_score.out_features
             91
         """
-        if not isinstance(heads.box_head, TwoMLPHead) or not isinstance(heads.box_predictor, FastRCNNPredictor):
+        kinds = {TwoMLPHead: "2fc", FastRCNNConvFCHead: "4conv1fc"}
+        kind = kinds.get(type(heads.box_head))
+        if kind is None or not isinstance(heads.box_predictor, FastRCNNPredictor):
             raise TypeError(
-                "Consistent supervision copies torchvision's TwoMLPHead + FastRCNNPredictor box head; got "
+                "Consistent supervision copies a TwoMLPHead or FastRCNNConvFCHead + FastRCNNPredictor box head; got "
                 f"{type(heads.box_head).__name__} + {type(heads.box_predictor).__name__}."
             )
         aux_head = AuxiliaryBoxHead(
             in_channels,
             heads.box_predictor.cls_score.out_features,
-            representation_size=heads.box_head.fc7.out_features,
+            box_head=kind,
             output_size=heads.box_roi_pool.output_size,
             sampling_ratio=heads.box_roi_pool.sampling_ratio,
+            aligned=getattr(heads.box_roi_pool, "aligned", False),
         )
-        return cls(
-            heads.box_roi_pool,
-            heads.box_head,
-            heads.box_predictor,
-            heads.proposal_matcher.high_threshold,
-            heads.proposal_matcher.low_threshold,
-            heads.fg_bg_sampler.batch_size_per_image,
-            heads.fg_bg_sampler.positive_fraction,
-            heads.box_coder.weights,
-            heads.score_thresh,
-            heads.nms_thresh,
-            heads.detections_per_img,
+        new = cls(
+            *roi_heads_arguments(heads),
             aux_head=aux_head,
             weight=weight,
+            box_min_size=heads.box_min_size,
         )
+        new.box_coder = heads.box_coder  # keeps the configured delta clamp
+        return new
 
     def forward(
         self,

@@ -23,7 +23,8 @@ class SoftRoISelection(nn.Module):
         channels: Channels of each pyramid level.
         featmap_names: Pyramid levels to pool from (P2-P5 by default).
         output_size: RoI output size.
-        sampling_ratio: RoIAlign sampling points per bin.
+        sampling_ratio: RoIAlign sampling points per bin side; 0 = adaptive.
+        aligned: RoIAlign's half-pixel offset (``aligned=True``), as mmdetection and detectron2 pool.
 
     Examples:
         >>> from collections import OrderedDict
@@ -39,11 +40,13 @@ class SoftRoISelection(nn.Module):
         featmap_names: Sequence[str] = ("0", "1", "2", "3"),
         output_size: int = 7,
         sampling_ratio: int = 2,
+        aligned: bool = False,
     ) -> None:
         super().__init__()
         self.featmap_names = list(featmap_names)
         self.output_size = (output_size, output_size)
         self.sampling_ratio = sampling_ratio
+        self.aligned = aligned
         n = len(self.featmap_names)
         self.spatial_attention_conv = nn.Sequential(
             nn.Conv2d(channels * n, channels, 1), nn.ReLU(), nn.Conv2d(channels, n, 3, padding=1)
@@ -70,7 +73,7 @@ class SoftRoISelection(nn.Module):
             # torchvision's MultiScaleRoIAlign rule: the scale is the nearest power of two of feature / image size.
             scale = 2.0 ** round(math.log2(feature.shape[-2] / image_h))
             pooled[:, i * channels : (i + 1) * channels] = roi_align(
-                feature, boxes, self.output_size, scale, self.sampling_ratio
+                feature, boxes, self.output_size, scale, self.sampling_ratio, self.aligned
             )
         return pooled
 

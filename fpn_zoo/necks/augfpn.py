@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from fpn_zoo.necks.base import Neck, init_convs
+from fpn_zoo.necks.base import Neck, conv_layer, init_convs
 from fpn_zoo.necks.fusion import PyramidFeatures, p6_from_p5, top_down_pathway
 
 POOL_RATIOS: tuple[float, ...] = (0.1, 0.2, 0.3)
@@ -36,6 +36,8 @@ class AugFPN(Neck):
         in_channels: Channels of C2-C5.
         out_channels: Channels of every output level.
         pool_ratios: Adaptive pooling ratios of the residual feature augmentation.
+        norm: Follow every lateral and output conv by BatchNorm (and drop its bias), as ``FPN`` does with the same
+            flag; the residual feature augmentation stays as the reference builds it.
 
     Examples:
         >>> import torch
@@ -49,12 +51,17 @@ class AugFPN(Neck):
     soft_roi_selection = True
 
     def __init__(
-        self, in_channels: Sequence[int], out_channels: int = 256, *, pool_ratios: Sequence[float] = POOL_RATIOS
+        self,
+        in_channels: Sequence[int],
+        out_channels: int = 256,
+        *,
+        pool_ratios: Sequence[float] = POOL_RATIOS,
+        norm: bool = False,
     ) -> None:
         super().__init__(in_channels, out_channels)
         self.pool_ratios = tuple(pool_ratios)
-        self.lateral_convs = nn.ModuleList(nn.Conv2d(c, out_channels, 1) for c in in_channels)
-        self.fpn_convs = nn.ModuleList(nn.Conv2d(out_channels, out_channels, 3, padding=1) for _ in in_channels)
+        self.lateral_convs = nn.ModuleList(conv_layer(c, out_channels, 1, norm=norm) for c in in_channels)
+        self.fpn_convs = nn.ModuleList(conv_layer(out_channels, out_channels, 3, norm=norm) for _ in in_channels)
         k = len(self.pool_ratios)
         self.high_lateral_conv = nn.ModuleList(nn.Conv2d(in_channels[-1], out_channels, 1) for _ in range(k))
         self.high_lateral_conv_attention = nn.Sequential(

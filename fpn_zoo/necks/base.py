@@ -6,6 +6,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, ClassVar, Literal
 
 from torch import Tensor, nn
+from torchvision.ops.misc import Conv2dNormActivation
 
 from fpn_zoo.necks.fusion import PyramidFeatures
 
@@ -26,7 +27,7 @@ class Neck(nn.Module):
     @classmethod
     def from_config(cls, config: ModelConfig, in_channels: Sequence[int]) -> Neck:
         """Build this neck for backbone channels ``in_channels`` with the options of ``config``."""
-        return cls(in_channels, config.neck_channels)
+        return cls(in_channels, config.neck_channels, norm=config.neck_norm == "batch_norm")
 
     def __init__(self, in_channels: Sequence[int], out_channels: int) -> None:
         super().__init__()
@@ -44,6 +45,26 @@ class Neck(nn.Module):
 
     def forward(self, features: list[Tensor]) -> PyramidFeatures:  # pragma: no cover - abstract
         raise NotImplementedError
+
+
+def conv_layer(in_channels: int, out_channels: int, kernel_size: int, stride: int = 1, *, norm: bool) -> nn.Module:
+    """An FPN-style convolution: with a bias and nothing after it, or without bias and followed by BatchNorm.
+
+    The normalised form is torchvision's ``Conv2dNormActivation(..., norm_layer=BatchNorm2d, activation_layer=None)``,
+    what ``FeaturePyramidNetwork(norm_layer=nn.BatchNorm2d)`` builds for the v2 detectors (parameter names ``.0``
+    for the conv and ``.1`` for the norm); the plain form keeps the plain ``Conv2d`` of the v1 checkpoints.
+
+    Examples:
+        >>> import torch
+        >>> [type(m).__name__ for m in conv_layer(8, 16, 3, norm=True)], conv_layer(8, 16, 1, norm=False).bias.shape
+        (['Conv2d', 'BatchNorm2d'], torch.Size([16]))
+    """
+    padding = (kernel_size - 1) // 2
+    if not norm:
+        return nn.Conv2d(in_channels, out_channels, kernel_size, stride=stride, padding=padding)
+    return Conv2dNormActivation(
+        in_channels, out_channels, kernel_size, stride, padding, norm_layer=nn.BatchNorm2d, activation_layer=None
+    )
 
 
 def init_convs(module: nn.Module, scheme: Literal["kaiming_uniform_a1", "xavier_uniform"]) -> None:

@@ -6,7 +6,7 @@ from collections.abc import Sequence
 
 from torch import Tensor, nn
 
-from fpn_zoo.necks.base import Neck, init_convs
+from fpn_zoo.necks.base import Neck, conv_layer, init_convs
 from fpn_zoo.necks.fusion import PyramidFeatures, p6_from_p5, top_down_pathway
 
 
@@ -20,6 +20,8 @@ class FPN(Neck):
     Args:
         in_channels: Channels of C2-C5.
         out_channels: Channels of every output level.
+        norm: Follow every conv by BatchNorm (and drop its bias), as torchvision's v2 FPN
+            (``FeaturePyramidNetwork(norm_layer=nn.BatchNorm2d)``).
 
     Examples:
         >>> import torch
@@ -29,10 +31,10 @@ class FPN(Neck):
         [(32, 32), (16, 16), (8, 8), (4, 4), (2, 2)]
     """
 
-    def __init__(self, in_channels: Sequence[int], out_channels: int = 256) -> None:
+    def __init__(self, in_channels: Sequence[int], out_channels: int = 256, *, norm: bool = False) -> None:
         super().__init__(in_channels, out_channels)
-        self.lateral_convs = nn.ModuleList(nn.Conv2d(c, out_channels, 1) for c in in_channels)
-        self.fpn_convs = nn.ModuleList(nn.Conv2d(out_channels, out_channels, 3, padding=1) for _ in in_channels)
+        self.lateral_convs = nn.ModuleList(conv_layer(c, out_channels, 1, norm=norm) for c in in_channels)
+        self.fpn_convs = nn.ModuleList(conv_layer(out_channels, out_channels, 3, norm=norm) for _ in in_channels)
         self.reset_parameters()
 
     def reset_parameters(self) -> None:

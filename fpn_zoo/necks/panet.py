@@ -6,7 +6,7 @@ from collections.abc import Sequence
 
 from torch import Tensor, nn
 
-from fpn_zoo.necks.base import init_convs
+from fpn_zoo.necks.base import conv_layer, init_convs
 from fpn_zoo.necks.fpn import FPN
 from fpn_zoo.necks.fusion import PyramidFeatures, p6_from_p5, resize_to, top_down_pathway
 
@@ -22,15 +22,14 @@ class PANet(FPN):
     Args:
         in_channels: Channels of C2-C5.
         out_channels: Channels of every output level.
+        norm: Follow every conv by BatchNorm (and drop its bias), as ``FPN`` does with the same flag.
     """
 
-    def __init__(self, in_channels: Sequence[int], out_channels: int = 256) -> None:
-        super().__init__(in_channels, out_channels)
+    def __init__(self, in_channels: Sequence[int], out_channels: int = 256, *, norm: bool = False) -> None:
+        super().__init__(in_channels, out_channels, norm=norm)
         n = len(in_channels) - 1
-        self.downsample_convs = nn.ModuleList(
-            nn.Conv2d(out_channels, out_channels, 3, stride=2, padding=1) for _ in range(n)
-        )
-        self.pafpn_convs = nn.ModuleList(nn.Conv2d(out_channels, out_channels, 3, padding=1) for _ in range(n))
+        self.downsample_convs = nn.ModuleList(conv_layer(out_channels, out_channels, 3, 2, norm=norm) for _ in range(n))
+        self.pafpn_convs = nn.ModuleList(conv_layer(out_channels, out_channels, 3, norm=norm) for _ in range(n))
         self.reset_parameters()
 
     def reset_parameters(self) -> None:

@@ -1,148 +1,197 @@
-"""Convert upstream checkpoints into zoo checkpoints.
+"""``fpn-zoo convert``: an upstream checkpoint file in, an exported zoo folder out.
 
-torchvision's ``fasterrcnn_resnet50_fpn`` and ``fpn_r50_coco`` are the same network: timm's ResNet-50 has
-torchvision's parameter names, the FPN arithmetic is identical and the RPN/RoI heads *are* torchvision's. Converting
-is therefore a pure renaming; no tensor changes value.
+Reads the file without running code ([`read_upstream_file`][fpn_zoo.weights.torch_files.read_upstream_file]), lets
+the upstream's converter ([`fpn_zoo.converters`][fpn_zoo.converters]) recognise the layout and map the tensors,
+checks them strictly against the zoo model built on the meta device, and writes ``model.safetensors`` and
+``config.json`` (with the inference settings the weights were trained with and the file's provenance). The folder
+appears complete or not at all: it is written under a temporary name beside ``out_dir`` and renamed at the end.
 """
 
 from __future__ import annotations
 
-import argparse
 import os
-import pickle
 import re
-from collections.abc import Mapping
+import shutil
+import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
+from fpn_zoo.converters import CONVERTERS, Conversion, LayoutError
 from fpn_zoo.registry import get_model_config
 from fpn_zoo.weights.checkpoint import CheckpointError, save_checkpoint
 from fpn_zoo.weights.integrity import sha256_file
 from fpn_zoo.weights.loading import check_state_dict
+from fpn_zoo.weights.torch_files import UpstreamFile, read_upstream_file
 
-# torchvision's COCO_V1 weights were trained with FrozenBatchNorm2d(eps=0.0): its builder calls overwrite_eps(0.0).
-# The file is recognised by its sha256, whose first 8 hex digits torchvision puts in the file name.
-TORCHVISION_COCO_V1_SHA256_PREFIX = "258fb6c6"
-TORCHVISION_COCO_V1_BN_EPS = 0.0
-DEFAULT_BN_EPS = 1e-5  # torchvision's FrozenBatchNorm2d default: any other torchvision-trained checkpoint
-SUPPORTED = {"torchvision": ("fpn_r50_coco",)}
-
-_RENAMES: tuple[tuple[re.Pattern[str], str], ...] = (
-    (re.compile(r"^backbone\.body\."), "backbone.body.model."),
-    # FPN blocks: `_version = 2` layout (`.0.` = conv inside Conv2dNormActivation) and the legacy plain-conv layout.
-    (re.compile(r"^backbone\.fpn\.inner_blocks\.(\d+)\.(?:0\.)?"), r"backbone.neck.lateral_convs.\1."),
-    (re.compile(r"^backbone\.fpn\.layer_blocks\.(\d+)\.(?:0\.)?"), r"backbone.neck.fpn_convs.\1."),
-    # RPN head conv: legacy `rpn.head.conv.weight` -> current `rpn.head.conv.0.0.weight`.
-    (re.compile(r"^rpn\.head\.conv\.(weight|bias)$"), r"rpn.head.conv.0.0.\1"),
-)
+__all__ = ["ConversionReport", "LayoutError", "convert_checkpoint", "convert_torchvision_checkpoint"]
 
 
-def torchvision_to_zoo_keys(state_dict: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """Rename a torchvision ``fasterrcnn_resnet50_fpn`` state dict to ``fpn_r50_coco`` names.
+@dataclass(frozen=True)
+class ConversionReport:
+    """What a conversion wrote and left out.
 
-    BatchNorm step counters are dropped (the converted backbone uses frozen BatchNorm). Every other tensor is kept
-    as it is; names the mapping does not know pass through unchanged and are caught by the strict check.
+    Attributes:
+        out_dir: The exported folder (``model.safetensors`` + ``config.json``).
+        model: The zoo model the weights are for.
+        description: The recognised upstream architecture.
+        dropped: Upstream tensors with no place in the zoo model (a Mask R-CNN's mask branch), by name.
+        notes: Facts the converter used (e.g. a recognised torchvision COCO_V1 file).
+    """
+
+    out_dir: Path
+    model: str
+    description: str
+    dropped: tuple[str, ...]
+    notes: tuple[str, ...]
+
+
+def _refuse_caffe_style(upstream: UpstreamFile) -> None:
+    """mmdetection's ``*_caffe_*`` ResNets put the stride in the 1x1 conv and read BGR 0-255 input: the same tensor
+    names as pytorch style, different computation. Their training config, saved in the file's ``meta``, says so."""
+    meta = upstream.metadata.get("meta")
+    config = meta.get("config") if isinstance(meta, dict) else None
+    if isinstance(config, str) and re.search(r"style\s*=\s*['\"]caffe['\"]", config):
+        raise LayoutError(
+            f"{upstream.path.name} was trained with a caffe-style ResNet (its config says style='caffe'): stride in "
+            "the 1x1 conv, BGR input without std scaling. The zoo's ResNets are pytorch-style; it does not convert."
+        )
+
+
+def _target(source: str, upstream: UpstreamFile, model: str | None) -> str:
+    recognised = CONVERTERS[source].recognise(upstream.state_dict)
+    if model is not None:
+        get_model_config(model)  # unknown names fail with suggestions
+        if model != recognised.model:
+            raise LayoutError(
+                f"{upstream.path.name} holds a {recognised.description}, which converts to {recognised.model!r}, "
+                f"not {model!r}. Leave out --model (model=None) or pass {recognised.model!r}."
+            )
+    return recognised.model
+
+
+def _prepare_out_dir(out_dir: Path) -> None:
+    if out_dir.exists() and (not out_dir.is_dir() or any(out_dir.iterdir())):
+        raise FileExistsError(
+            f"{out_dir} already exists and is not an empty folder; nothing was written. Choose a new folder, or "
+            "remove this one first."
+        )
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+
+
+def convert_checkpoint(
+    src: str | os.PathLike[str],
+    out_dir: str | os.PathLike[str],
+    *,
+    source: str,
+    model: str | None = None,
+    sha256: str | None = None,
+    frozen_bn_eps: float | None = None,
+) -> ConversionReport:
+    """Convert an upstream checkpoint file into an exported zoo folder.
+
+    Args:
+        src: The upstream ``.pth`` file.
+        out_dir: A new (or empty) folder to receive ``model.safetensors`` and ``config.json``.
+        source: Which upstream wrote it, a key of ``fpn_zoo.converters.CONVERTERS``: ``"torchvision"``,
+            ``"mmdet"`` or ``"convnext"``.
+        model: The zoo model to convert to; ``None`` takes the one the tensors fit. A model that does not fit the
+            file is refused with the one that does.
+        sha256: The file's digest when already known (it is computed otherwise; torchvision's COCO_V1 files are
+            recognised by it).
+        frozen_bn_eps: Override the BatchNorm epsilon the converter assumes the weights were trained with.
+
+    Returns:
+        What was written and what was dropped.
+
+    Raises:
+        CheckpointError: An unreadable or unsafe file, or no state dict in it.
+        LayoutError: A layout the converter does not know, or ``model`` that does not fit.
+        WeightsMismatchError: Tensors that do not fit the model exactly (named).
+        FileExistsError: ``out_dir`` already holds something.
 
     Examples:
-        >>> sorted(torchvision_to_zoo_keys({"backbone.fpn.inner_blocks.0.0.weight": torch.zeros(1)}))
-        ['backbone.neck.lateral_convs.0.weight']
+        >>> convert_checkpoint("faster_rcnn_r50_fpn_1x_coco.pth", "out/fpn_r50", source="mmdet")  # doctest: +SKIP
+        ConversionReport(out_dir=PosixPath('out/fpn_r50'), model='fpn_r50_coco', ...)
     """
-    out = {}
-    for key, value in state_dict.items():
-        if key.endswith("num_batches_tracked"):
-            continue
-        new = key
-        for pattern, repl in _RENAMES:
-            new = pattern.sub(repl, new)
-        out[new] = value
-    return out
+    if source not in CONVERTERS:
+        raise ValueError(f"Unknown checkpoint origin {source!r}; choose from {sorted(CONVERTERS)}.")
+    out = Path(out_dir)
+    _prepare_out_dir(out)
+    upstream = read_upstream_file(src)
+    _refuse_caffe_style(upstream)
+    target = _target(source, upstream, model)
+    converter = CONVERTERS[source]
+    digest = sha256 or sha256_file(upstream.path)
+    conversion: Conversion = (
+        converter.convert(upstream.state_dict, sha256=digest)
+        if converter.takes_sha256
+        else converter.convert(upstream.state_dict)
+    )
+    # Some upstream files (mmdetection's fp16 runs) store float16 tensors; the zoo's exports hold float32, as every
+    # model is built in float32 (half precision is a choice made at run time, e.g. autocast).
+    tensors = {k: v.float() if v.is_floating_point() else v for k, v in conversion.state_dict.items()}
+    options = dict(conversion.options)
+    if frozen_bn_eps is not None:
+        options["frozen_bn_eps"] = frozen_bn_eps
+    config = get_model_config(target).replace(**options)
 
+    from fpn_zoo.detector import build_detector  # deferred: model code only when converting
 
-def read_torch_state_dict(path: str | os.PathLike[str]) -> dict[str, torch.Tensor]:
-    """Load a ``.pth`` state dict with ``weights_only=True``: tensors and plain containers only, never code.
-
-    Accepts a bare state dict or a training checkpoint holding one under ``"model"`` (torchvision's references).
-    """
-    p = Path(path)
-    if not p.is_file():
-        raise CheckpointError(f"No checkpoint file at {str(path)!r}.")
+    with torch.device("meta"):
+        expected = build_detector(config, loads_weights=True).state_dict()
+    check_state_dict(
+        {k: tuple(v.shape) for k, v in expected.items()},
+        {k: tuple(v.shape) for k, v in tensors.items()},
+        drop_predictor=False,
+        source=str(src),
+        model_name=target,
+    )
+    provenance = {
+        "converted_from": f"{converter.title}: {conversion.recognised.description}",
+        "converter": source,
+        "file": upstream.path.name,
+        "sha256": digest,
+        "dropped": list(conversion.dropped),
+    }
+    staging = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.partial-"))
     try:
-        # torchvision's reference training script stores its argparse.Namespace next to the weights.
-        with torch.serialization.safe_globals([argparse.Namespace]):
-            obj = torch.load(p, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as err:
-        first_line = str(err).splitlines()[0] if str(err) else type(err).__name__
-        if "Weights only load failed" in str(err):
-            raise CheckpointError(
-                f"Refused to load {p}: it contains pickled objects other than tensors, and loading them could run "
-                f"code. Save a plain state_dict (torch.save(model.state_dict(), ...)). Detail: {first_line}"
-            ) from err
-        raise CheckpointError(f"{p} is not a PyTorch checkpoint ({first_line}).") from err
-    except Exception as err:  # torch.load raises KeyError, ValueError, RuntimeError... on non-checkpoint bytes
-        raise CheckpointError(f"{p} is not a readable PyTorch checkpoint ({type(err).__name__}: {err}).") from err
-    if isinstance(obj, dict) and isinstance(obj.get("model"), dict):
-        obj = obj["model"]
-    if not isinstance(obj, dict) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
-        raise CheckpointError(f"{p} does not hold a state dict (a mapping of names to tensors).")
-    return obj
+        save_checkpoint(tensors, config, staging, extra={"source": provenance})
+        if out.exists():
+            out.rmdir()  # empty, checked above
+        os.replace(staging, out)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return ConversionReport(out, target, conversion.recognised.description, conversion.dropped, conversion.notes)
 
 
 def convert_torchvision_checkpoint(
     src: str | os.PathLike[str],
     out_dir: str | os.PathLike[str],
     *,
-    model: str = "fpn_r50_coco",
+    model: str | None = None,
     frozen_bn_eps: float | None = None,
     sha256: str | None = None,
 ) -> Path:
-    """Convert a torchvision ``fasterrcnn_resnet50_fpn`` checkpoint into an exported ``fpn_r50_coco`` folder.
-
-    Args:
-        src: torchvision state dict (``.pth``), e.g. ``fasterrcnn_resnet50_fpn_coco-258fb6c6.pth``.
-        out_dir: Folder receiving ``model.safetensors`` and ``config.json``.
-        model: Target zoo model; only ``fpn_r50_coco`` has torchvision's architecture.
-        frozen_bn_eps: BatchNorm epsilon the weights were trained with. ``None`` recognises torchvision's COCO_V1
-            file by its sha256 (eps 0.0, as torchvision's builder sets) and otherwise uses torchvision's default 1e-5.
-
-    Returns:
-        ``out_dir``, ready for ``create_model(model, weights=out_dir)``.
-
-    Raises:
-        CheckpointError: Unreadable or unsafe file.
-        WeightsMismatchError: The state dict is not a ``fasterrcnn_resnet50_fpn`` (mismatched tensors named).
+    """[`convert_checkpoint`][fpn_zoo.weights.convert.convert_checkpoint] with ``source="torchvision"``; returns
+    the folder.
 
     Examples:
-        >>> convert_torchvision_checkpoint("tv.pth", "out/fpn_r50_coco")  # doctest: +SKIP
+        >>> convert_torchvision_checkpoint("fasterrcnn_resnet50_fpn_coco-258fb6c6.pth", "out/")  # doctest: +SKIP
+        PosixPath('out')
     """
-    if model not in SUPPORTED["torchvision"]:
-        raise ValueError(
-            f"torchvision checkpoints convert only to {SUPPORTED['torchvision']}; {model!r} has no torchvision twin."
-        )
-    state = torchvision_to_zoo_keys(read_torch_state_dict(src))
-    digest = sha256 or sha256_file(src)
-    if frozen_bn_eps is None:
-        is_coco_v1 = digest.startswith(TORCHVISION_COCO_V1_SHA256_PREFIX)
-        frozen_bn_eps = TORCHVISION_COCO_V1_BN_EPS if is_coco_v1 else DEFAULT_BN_EPS
-    config = get_model_config(model).replace(frozen_bn_eps=frozen_bn_eps)
-    cls_weight = state.get("roi_heads.box_predictor.cls_score.weight")
-    if cls_weight is not None and cls_weight.shape[0] != config.num_classes:
-        config = config.replace(num_classes=int(cls_weight.shape[0]))
-
-    from fpn_zoo.detector import build_detector  # deferred: torchvision model code only when converting
-
-    with torch.device("meta"):
-        reference = build_detector(config, loads_weights=True).state_dict()
-    check_state_dict(
-        {k: tuple(v.shape) for k, v in reference.items()},
-        {k: tuple(v.shape) for k, v in state.items()},
-        drop_predictor=False,
-        source=str(src),
-        model_name=model,
+    report = convert_checkpoint(
+        src, out_dir, source="torchvision", model=model, sha256=sha256, frozen_bn_eps=frozen_bn_eps
     )
-    source = {
-        "converted_from": "torchvision fasterrcnn_resnet50_fpn",
-        "file": Path(src).name,
-        "sha256": digest,
-    }
-    return save_checkpoint(state, config, out_dir, extra={"source": source})
+    return report.out_dir
+
+
+# Kept for callers of the earlier API: reading is `fpn_zoo.weights.torch_files`' job now.
+def read_torch_state_dict(path: str | os.PathLike[str]) -> dict[str, torch.Tensor]:
+    """The tensors of a ``.pth`` file, read with the weights-only unpickler (see `read_upstream_file`)."""
+    return read_upstream_file(path).state_dict
+
+
+__all__ += ["CheckpointError", "read_torch_state_dict"]

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import datetime
 import json
+import math
 import os
 import re
 from dataclasses import dataclass
@@ -24,7 +25,7 @@ from typing import Any, Literal
 SCHEMA_VERSION = 2
 MANIFEST_ENV = "FPN_ZOO_MANIFEST"
 STATUSES = ("published", "convertible", "not_trained")
-CONVERTERS = ("torchvision",)
+CONVERTERS = ("torchvision", "mmdet", "convnext")  # fpn_zoo.converters.CONVERTERS, named without importing torch
 
 # The repository-root file is the source of truth: a checkout, a torch.hub download and an editable install read it
 # there; a built wheel has no repository root and carries a copy inside the package (setup.py's build hook).
@@ -36,6 +37,8 @@ COMMIT_PATTERN = re.compile(r"^[0-9a-f]{40}$")
 _HEX64 = re.compile(r"^[0-9a-f]{64}$")
 REPO_ID_PATTERN = re.compile(r"^[A-Za-z0-9][\w.-]*/[A-Za-z0-9][\w.-]*$")
 TAG_PATTERN = re.compile(r"^[a-z0-9][a-z0-9_]*$")
+# The metric that ranks a model's weights: `pretrained=True` loads the entry with the highest value.
+DEFAULT_METRIC = ("COCO val2017", "box_ap")
 
 
 class ManifestError(ValueError):
@@ -118,10 +121,22 @@ class WeightsEntry:
         """Whether ``pretrained=True`` can load this entry (published, or convertible from upstream)."""
         return self.status != "not_trained"
 
+    @property
+    def coco_box_ap(self) -> float | None:
+        """The entry's box AP on COCO val2017 (``DEFAULT_METRIC``), whoever reported it; ``None`` without one."""
+        for m in self.metrics:
+            if (m.dataset, m.metric) == DEFAULT_METRIC:
+                return m.value
+        return None
+
 
 @dataclass(frozen=True)
 class Manifest:
-    """The parsed manifest: weights entries per model name, in file order (the first available one is default)."""
+    """The parsed manifest: weights entries per model name, in file order.
+
+    The default weights of a model (``pretrained=True``) are its available entry with the highest box AP on COCO
+    val2017, the first in file order on a tie or when none reports one (`default_entry`).
+    """
 
     path: Path
     models: dict[str, tuple[WeightsEntry, ...]]
@@ -130,12 +145,28 @@ class Manifest:
     def entries(self, name: str) -> tuple[WeightsEntry, ...]:
         return self.models.get(name, ())
 
+    def default_entry(self, name: str) -> WeightsEntry | None:
+        """The weights ``pretrained=True`` loads: the best available entry by COCO box AP, ``None`` if none.
+
+        Examples:
+            >>> load_manifest().default_entry("fpn_r50_coco").tag
+            'coco_mmdet_mask_ms3x'
+        """
+        available = [e for e in self.entries(name) if e.available]
+        if not available:
+            return None
+        # max() keeps the first of equal keys, so file order breaks ties; entries without the AP rank last.
+        return max(available, key=lambda e: -math.inf if e.coco_box_ap is None else e.coco_box_ap)
+
     def entry(self, name: str, tag: str | None = None) -> WeightsEntry | None:
-        """The entry with ``tag``, or the default (first available) one; ``None`` when there is none."""
-        for entry in self.entries(name):
-            if (tag is None and entry.available) or entry.tag == tag:
-                return entry
-        return None
+        """The entry with ``tag``, or the default one (`default_entry`); ``None`` when there is none."""
+        if tag is None:
+            return self.default_entry(name)
+        return next((e for e in self.entries(name) if e.tag == tag), None)
+
+    def pretrained_models(self) -> list[str]:
+        """Names of the models with weights to load (published or convertible), sorted."""
+        return sorted(name for name, entries in self.models.items() if any(e.available for e in entries))
 
 
 def _require(obj: dict[str, Any], key: str, kind: type | tuple[type, ...], where: str) -> Any:

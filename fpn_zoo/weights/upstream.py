@@ -1,4 +1,5 @@
-"""Upstream checkpoints (torchvision's ``.pth``): downloaded with their hash checked, converted once, cached.
+"""Upstream checkpoints (torchvision's, mmdetection's ``.pth``): downloaded with their hash checked, converted once,
+cached.
 
 The ``.pth`` goes where torch.hub keeps checkpoints (``$TORCH_HOME/hub/checkpoints``), under its upstream name, so
 torchvision and fpn_zoo share one copy. The conversion to safetensors is cached under
@@ -86,12 +87,13 @@ def _fetch_upstream_file(upstream: UpstreamSource, converted: Path) -> tuple[Pat
 
 
 def _convert(entry: WeightsEntry, src: Path, src_sha256: str, dest: Path) -> None:
-    from fpn_zoo.weights.convert import convert_torchvision_checkpoint
+    from fpn_zoo.weights.convert import convert_checkpoint
 
     ensure_dir(dest.parent)
     staging = Path(tempfile.mkdtemp(dir=dest.parent, prefix=f".{dest.name}."))
     try:
-        convert_torchvision_checkpoint(src, staging, model=entry.model, sha256=src_sha256)
+        # The entry names its model: a file whose tensors fit another one is refused, not converted to it.
+        convert_checkpoint(src, staging, source=entry.upstream.converter, model=entry.model, sha256=src_sha256)
         digest = sha256_file(staging / "model.safetensors")
         (staging / _DIGEST_FILE).write_text(digest + "\n")
         shutil.rmtree(dest, ignore_errors=True)
