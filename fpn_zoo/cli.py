@@ -33,7 +33,7 @@ from fpn_zoo.bench.command import add_parser as add_bench_command
 from fpn_zoo.docs_site.command import add_parser as add_docs_command
 from fpn_zoo.engine.eval_command import add_parser as add_eval_command
 from fpn_zoo.engine.train_command import add_parser as add_train_command
-from fpn_zoo.publish.commands import add_export_command, add_publish_command
+from fpn_zoo.publish.commands import add_export_command, add_publish_command, add_publish_converted_command
 from fpn_zoo.registry import UnknownModelError, get_model_config, list_models
 from fpn_zoo.weights.manifest import CONVERTERS as CONVERTER_NAMES
 
@@ -81,7 +81,7 @@ def build_parser() -> argparse.ArgumentParser:
         (64, 96)
     """
     parser = _Parser(prog=PROG, description="Faster R-CNN detectors with FPN, PANet, BiFPN and AugFPN necks.")
-    commands = "{list,info,predict,convert,download,export,publish,train,eval,bench,docs}"
+    commands = "{list,info,predict,convert,download,export,publish,publish-converted,train,eval,bench,docs}"
     sub = parser.add_subparsers(dest="command", required=True, metavar=commands)
 
     p = sub.add_parser("list", help="list the models with backbone, neck and parameter count")
@@ -148,6 +148,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_export_command(sub)
     add_publish_command(sub)
+    add_publish_converted_command(sub)
     train = add_train_command(sub)
     train.set_defaults(handler=_cmd_train)
     evaluate = add_eval_command(sub)

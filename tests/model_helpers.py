@@ -5,6 +5,10 @@ from __future__ import annotations
 from typing import Any
 
 import torch
+from torchvision.models import resnet50
+from torchvision.models.detection import FasterRCNN, MaskRCNN
+from torchvision.models.detection.backbone_utils import _resnet_fpn_extractor
+from torchvision.ops.misc import FrozenBatchNorm2d
 
 import fpn_zoo
 from fpn_zoo.bench.references import randomise_
@@ -42,3 +46,15 @@ def randomise(model: torch.nn.Module, seed: int, *, logit_scale: float) -> None:
     detections pass the score threshold."""
     randomise_(model, seed)
     model.roi_heads.box_predictor.cls_score.weight.mul_(logit_scale)
+
+
+def v1_model(*, mask: bool = False, eps: float = 0.0) -> torch.nn.Module:
+    """fasterrcnn_resnet50_fpn / maskrcnn_resnet50_fpn as their builders make them for COCO_V1 weights, without
+    downloading them: FrozenBatchNorm2d backbone, 3 trainable layers, 91 classes, then overwrite_eps (0.0)."""
+    backbone = resnet50(weights=None, norm_layer=FrozenBatchNorm2d)
+    detector = MaskRCNN if mask else FasterRCNN
+    model = detector(_resnet_fpn_extractor(backbone, 3), num_classes=91)
+    for m in model.modules():
+        if isinstance(m, FrozenBatchNorm2d):
+            m.eps = eps
+    return model

@@ -172,7 +172,9 @@ def test_pretrained_without_weights_explains_the_options():
         match=r"'bifpn_r50_coco' has no pretrained weights yet.*not trained yet.*pretrained_backbone=True",
     ):
         fpn_zoo.create_model("bifpn_r50_coco", pretrained=True)
-    with pytest.raises(WeightsNotAvailableError, match=r"no weights tagged 'imagenet' \(tags: \['coco_tv'\]\)"):
+    with pytest.raises(
+        WeightsNotAvailableError, match=r"no weights tagged 'imagenet'. Its weights: coco_mmdet_mask_ms3x"
+    ):
         fpn_zoo.create_model("fpn_r50_coco", pretrained="imagenet")
     with pytest.raises(ValueError, match="either weights=PATH or pretrained=True"):
         fpn_zoo.create_model("fpn_r50_coco", pretrained=True, weights="x")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import json
+import re
 import subprocess
 import sys
 import zipfile
@@ -53,18 +54,76 @@ def _with_entry(entry: dict[str, Any]) -> dict[str, Any]:
     return data
 
 
+# Every checkpoint of shared/reference/conversions.md section 1 that fits a zoo model (the official ConvNeXt file has
+# no published hash, so it is converted by hand instead): (model, tag, converter, hash prefix, upstream's box AP).
+CONVERTIBLE = {
+    ("fpn_r50_coco", "coco_tv", "torchvision", "258fb6c6", 37.0),
+    ("fpn_r50_coco", "coco_tv_mask", "torchvision", "bf2d0c1e", 37.9),
+    ("fpn_r50_coco", "coco_mmdet_1x", "mmdet", "047c8118", 37.4),
+    ("fpn_r50_coco", "coco_mmdet_2x", "mmdet", "a5d8aa15", 38.4),
+    ("fpn_r50_coco", "coco_mmdet_ms3x", "mmdet", "e10bd31c", 40.3),
+    ("fpn_r50_coco", "coco_mmdet_rsb_1x", "mmdet", "32ae82a9", 40.8),
+    ("fpn_r50_coco", "coco_mmdet_mask_ms3x", "mmdet", "21b550bb", 40.9),
+    ("fpn_r101_coco", "coco_mmdet_1x", "mmdet", "f513f705", 39.4),
+    ("fpn_r101_coco", "coco_mmdet_2x", "mmdet", "1d2dac9c", 39.8),
+    ("fpn_r101_coco", "coco_mmdet_ms3x", "mmdet", "4d4d2ca8", 41.8),
+    ("fpn_r101_coco", "coco_mmdet_mask_ms3x", "mmdet", "5675c317", 42.7),
+    ("panet_r50_coco", "coco_mmdet_1x", "mmdet", "b7b4b9bd", 37.5),
+    ("fpn_convnext_t_coco", "coco_mmdet_mask_ms3x", "mmdet", "050731f4", 46.2),
+    ("fpn_r50_v2_coco", "coco_tv", "torchvision", "dd69338a", 46.7),
+    ("fpn_r50_v2_coco", "coco_tv_mask", "torchvision", "73cbd019", 47.4),
+}
+TAG_CONVENTION = r"^coco(_(tv|mmdet|convnext))?(_mask)?(_(1x|2x|ms3x|rsb_1x))?$"  # docs/manifest.md
+
+
 def test_repository_manifest_is_valid_and_lists_every_model():
     manifest = load_manifest(REPO / "weights_manifest.json")
     assert set(manifest.models) == set(fpn_zoo.list_models())
     assert manifest.label_spaces["coco-91"] == COCO_CATEGORIES
-    default = manifest.entry("fpn_r50_coco")
-    assert default is not None and default.status == "convertible" and default.upstream is not None
-    assert default.upstream.url.endswith("fasterrcnn_resnet50_fpn_coco-258fb6c6.pth")
-    assert [(m.dataset, m.metric, m.value) for m in default.metrics] == [("COCO val2017", "box_ap", 37.0)]
-    for name in fpn_zoo.list_models():
-        if name != "fpn_r50_coco":
-            assert manifest.entry(name) is None, f"{name} claims weights"
-            assert [e.status for e in manifest.entries(name)] == ["not_trained"]
+    found = set()
+    for name, entries in manifest.models.items():
+        for e in entries:
+            assert re.match(TAG_CONVENTION, e.tag), f"{name}:{e.tag} does not follow the tag convention"
+            assert e.status != "published", "nothing is published yet"
+            if e.status == "not_trained":
+                assert e.tag == "coco" and len(entries) == 1, f"{name}: a not_trained entry stands alone"
+                continue
+            up = e.upstream
+            assert up.url.endswith(f"-{up.sha256_prefix}.pth") and len(up.sha256_prefix) == 8
+            (metric,) = e.metrics
+            assert (metric.dataset, metric.metric) == ("COCO val2017", "box_ap") and metric.date
+            assert "not measured by fpn_zoo" in metric.source and "tests/test_convert_" in metric.source
+            assert e.license and e.recipe.startswith("https://")
+            found.add((name, e.tag, up.converter, up.sha256_prefix, metric.value))
+    assert found == CONVERTIBLE
+
+
+def test_the_default_weights_are_the_best_by_coco_box_ap():
+    manifest = load_manifest(REPO / "weights_manifest.json")
+    best = {}
+    for name, tag, _, _, ap in CONVERTIBLE:
+        if ap > best.get(name, ("", -1.0))[1]:
+            best[name] = (tag, ap)
+    assert {n: manifest.default_entry(n).tag for n in best} == {n: t for n, (t, _) in best.items()}
+    assert manifest.default_entry("bifpn_r50_coco") is None
+    assert fpn_zoo.list_models(pretrained=True) == sorted(best)
+    assert fpn_zoo.list_models("fpn_r*", pretrained=True) == ["fpn_r101_coco", "fpn_r50_coco", "fpn_r50_v2_coco"]
+
+
+def test_the_default_rule_breaks_ties_by_file_order_and_ranks_missing_figures_last():
+    def entry(tag, ap):
+        e = copy.deepcopy(PUBLISHED)
+        e["tag"] = tag
+        e["metrics"] = (
+            [] if ap is None else [{"dataset": "COCO val2017", "metric": "box_ap", "value": ap, "source": "s"}]
+        )
+        return e
+
+    data = copy.deepcopy(RAW)
+    data["models"]["fpn_r50_coco"]["weights"] = [entry("coco_a", None), entry("coco_b", 40.0), entry("coco_c", 40.0)]
+    assert parse_manifest(data, Path("m.json")).default_entry("fpn_r50_coco").tag == "coco_b"
+    data["models"]["fpn_r50_coco"]["weights"] = [entry("coco_a", None), entry("coco_b", None)]
+    assert parse_manifest(data, Path("m.json")).default_entry("fpn_r50_coco").tag == "coco_a"
 
 
 @pytest.mark.parametrize("name", fpn_zoo.list_models())
@@ -141,7 +200,8 @@ def test_manifest_level_violations():
         parse_manifest(data, Path("m.json"))
     upstream = copy.deepcopy(RAW["models"]["fpn_r50_coco"]["weights"][0])
     upstream["upstream"]["sha256"] = "f" * 64
-    with pytest.raises(ManifestError, match=r"must be 64 hex digits starting with the prefix 258fb6c6"):
+    prefix = upstream["upstream"]["sha256_prefix"]
+    with pytest.raises(ManifestError, match=rf"must be 64 hex digits starting with the prefix {prefix}"):
         parse_manifest(_with_entry(upstream), Path("m.json"))
     upstream["upstream"]["sha256"] = None
     upstream["upstream"]["url"] = "file:///etc/passwd"

@@ -20,8 +20,8 @@ from pathlib import Path
 
 import pytest
 import torch
-from huggingface_hub import CommitInfo, HfApi, ModelCard
-from huggingface_hub.hf_api import RepoUrl
+from fake_hub import COMMIT, FakeApi, route_hfapi
+from huggingface_hub import HfApi, ModelCard
 from model_helpers import detect, model_with_detections
 
 import fpn_zoo
@@ -35,7 +35,6 @@ from fpn_zoo.weights.loading import WeightsMismatchError
 from fpn_zoo.weights.manifest import MANIFEST_PATH, Metric, load_manifest, parse_manifest
 
 FAKE_GFLOPS = 123.456
-COMMIT = "3f1e2d4c5b6a79808f7e6d5c4b3a291817161514"
 BCCD = ("__background__", "RBC", "WBC", "Platelets")
 METRICS = [
     {"dataset": "COCO val2017", "metric": "box_ap", "value": 36.9, "source": "measured by fpn_zoo, 5000 images"},
@@ -114,39 +113,6 @@ def bccd_export(bccd_source, tmp_path_factory, manifest_template):
         "fpn_r50_coco", bccd_source, out, tag="bccd", metrics_file=metrics, license="Apache-2.0",
         datasets=["acme/bccd"], manifest=manifest_template,
     )  # fmt: skip
-
-
-def route_hfapi(monkeypatch: pytest.MonkeyPatch, api: FakeApi) -> None:
-    """Make every ``HfApi`` answer through ``api`` (as code that builds its own ``HfApi`` sees it)."""
-    for name in ("create_repo", "create_branch", "upload_folder"):
-        fake = getattr(api, name)
-        monkeypatch.setattr(HfApi, name, lambda self, *args, _fake=fake, **kwargs: _fake(*args, **kwargs))
-
-
-class FakeApi:
-    """``HfApi``'s three publishing calls, answering as the Hub does and recording the uploaded files."""
-
-    def __init__(self, commit: str = COMMIT):
-        self.commit = commit
-        self.calls: list[tuple[str, dict]] = []
-        self.uploaded: dict[str, bytes] = {}
-
-    def create_repo(self, repo_id, *, private=None, exist_ok=False, **kwargs):
-        self.calls.append(("create_repo", {"repo_id": repo_id, "private": private, "exist_ok": exist_ok}))
-        return RepoUrl(f"https://huggingface.co/{repo_id}")
-
-    def create_branch(self, repo_id, *, branch, exist_ok=False, **kwargs):
-        self.calls.append(("create_branch", {"repo_id": repo_id, "branch": branch, "exist_ok": exist_ok}))
-
-    def upload_folder(self, *, repo_id, folder_path, revision=None, commit_message=None, **kwargs):
-        self.calls.append(("upload_folder", {"repo_id": repo_id, "revision": revision, **kwargs}))
-        self.uploaded = {p.name: p.read_bytes() for p in Path(folder_path).iterdir()}
-        return CommitInfo(
-            commit_url=f"https://huggingface.co/{repo_id}/commit/{self.commit}",
-            commit_message=commit_message or "",
-            commit_description="",
-            oid=self.commit,
-        )
 
 
 # --- export and model card ---------------------------------------------------------------------------------------

@@ -99,6 +99,10 @@ def _backbone(keys: list[str], shapes: Mapping[str, tuple[int, ...]]) -> tuple[s
             raise LayoutError("a ResNet that is not a bottleneck ResNet with a 64-channel stem (ResNet-50/101)")
         name = RESNET_BY_STAGE3_BLOCKS[blocks]
         return name, f"ResNet-{name[1:]}"
+    if "backbone.stages.0.0.dwconv.weight" in shapes:
+        raise LayoutError(
+            "a ConvNeXt with the official ConvNeXt names (dwconv, pwconv1/2): convert with --from convnext"
+        )
     if "backbone.downsample_layers.0.0.weight" in shapes:
         depths = tuple(count_blocks(keys, f"backbone.stages.{i}") for i in range(4))
         width = shapes["backbone.downsample_layers.0.0.weight"][0]

@@ -41,13 +41,22 @@ COCO_V1_SHA256_PREFIXES: dict[str, str] = {
 COCO_V1_BN_EPS = 0.0
 DEFAULT_BN_EPS = 1e-5
 
-_RENAMES = rules(
+_HEADS = (
     (r"^backbone\.body\.", "backbone.body.model."),
-    # FPN blocks: `_version = 2` (`.0.` conv, `.1.` norm of Conv2dNormActivation) and the legacy plain-conv layout.
-    (r"^backbone\.fpn\.inner_blocks\.(\d+)\.(\d\.)?", r"backbone.neck.lateral_convs.\1.\2"),
-    (r"^backbone\.fpn\.layer_blocks\.(\d+)\.(\d\.)?", r"backbone.neck.fpn_convs.\1.\2"),
     (r"^rpn\.head\.conv\.(weight|bias)$", r"rpn.head.conv.0.0.\1"),  # legacy RPNHead (version < 2)
     (r"^(rpn\.head\.|roi_heads\.box_head\.|roi_heads\.box_predictor\.)", r"\1"),
+)
+# v1 FPN blocks are plain convs: `_version = 2` nests them in Conv2dNormActivation (`.0.`), the legacy layout does not;
+# the zoo keeps a plain Conv2d. v2 blocks are conv (`.0.`) + BatchNorm (`.1.`), as the zoo's normalised FPN.
+_PLAIN_FPN = rules(
+    (r"^backbone\.fpn\.inner_blocks\.(\d+)\.(?:0\.)?", r"backbone.neck.lateral_convs.\1."),
+    (r"^backbone\.fpn\.layer_blocks\.(\d+)\.(?:0\.)?", r"backbone.neck.fpn_convs.\1."),
+    *_HEADS,
+)
+_NORMALISED_FPN = rules(
+    (r"^backbone\.fpn\.inner_blocks\.(\d+)\.", r"backbone.neck.lateral_convs.\1."),
+    (r"^backbone\.fpn\.layer_blocks\.(\d+)\.", r"backbone.neck.fpn_convs.\1."),
+    *_HEADS,
 )
 MASK_PREFIXES = ("roi_heads.mask_head.", "roi_heads.mask_predictor.")
 
@@ -131,7 +140,7 @@ def convert(state_dict: Mapping[str, Tensor], *, sha256: str | None = None) -> C
     dropped = sorted(k for k in state_dict if k.startswith(recognised.dropped_prefixes))
     # BatchNorm step counters are not weights: FrozenBatchNorm2d has none, ordinary BatchNorm restarts its own.
     kept = {k: v for k, v in state_dict.items() if k not in dropped and not k.endswith("num_batches_tracked")}
-    out, unmatched = rename(kept, _RENAMES)
+    out, unmatched = rename(kept, _NORMALISED_FPN if _fpn_is_normalised(state_dict) else _PLAIN_FPN)
     if unmatched:
         raise LayoutError(
             f"{len(unmatched)} tensor(s) of the torchvision checkpoint have no place in {recognised.model}: "

@@ -11,7 +11,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-__all__ = ["add_export_command", "add_publish_command"]
+__all__ = ["add_export_command", "add_publish_command", "add_publish_converted_command"]
 
 
 def add_export_command(sub: Any) -> None:
@@ -42,6 +42,27 @@ def add_publish_command(sub: Any) -> None:
     p.add_argument("--manifest", type=Path, help="manifest to update (default: the one in use)")
     p.add_argument("--dry-run", action="store_true", help="validate and print what would happen; no network, no writes")
     p.set_defaults(handler=_cmd_publish)
+
+
+def add_publish_converted_command(sub: Any) -> None:
+    """Register ``fpn-zoo publish-converted`` (maintainers) on the CLI's subparsers."""
+    p = sub.add_parser(
+        "publish-converted",
+        help="maintainers: convert every convertible manifest entry and publish each to the Hub, pinned",
+        description="For every `convertible` entry of weights_manifest.json: download the upstream checkpoint, check "
+        "its hash, convert it, export it with its model card and publish it to ORG/{model}.{tag}, replacing the "
+        "entry by a `published` one pinned to the new commit. Stops at the first failure; rerun to continue.",
+    )
+    p.add_argument("--org", required=True, help="Hub organisation or user receiving the repositories")
+    p.add_argument("--work-dir", type=Path, required=True, help="folder for the exports (kept: what was uploaded)")
+    p.add_argument("--models", metavar="GLOB", help="only models matching this pattern, e.g. 'fpn_r50*'")
+    p.add_argument("--manifest", type=Path, help="manifest to read and update (default: the one in use)")
+    p.add_argument("--private", action="store_true", help="create new repositories private")
+    p.add_argument(
+        "--dry-run", action="store_true",
+        help="convert and export, then print the plans; no upload, no manifest change (upstream files are downloaded)",
+    )  # fmt: skip
+    p.set_defaults(handler=_cmd_publish_converted)
 
 
 def _cmd_export(args: argparse.Namespace) -> int:
@@ -95,4 +116,32 @@ def _cmd_publish(args: argparse.Namespace) -> int:
     print(f"  {result.commit_url}")
     print(f"Wrote the entry to {plan.manifest_path} (models.{plan.config.name}, tag {plan.tag}, pinned to that "
           f"commit). Load it: fpn_zoo.create_model({plan.config.name!r}, pretrained={plan.tag!r})")  # fmt: skip
+    return 0
+
+
+def _cmd_publish_converted(args: argparse.Namespace) -> int:
+    from fpn_zoo.publish.converted import convertible_entries, publish_converted
+
+    entries = convertible_entries(args.models, args.manifest)
+    if not entries:
+        print(f"No convertible entry{' for ' + args.models if args.models else ''}: nothing to publish.")
+        return 0
+    print(f"{len(entries)} convertible entr{'y' if len(entries) == 1 else 'ies'} to publish under {args.org}/"
+          f"{'' if not args.dry_run else ' (dry run: no upload, no manifest change)'}")  # fmt: skip
+    done = publish_converted(
+        args.org,
+        work_dir=args.work_dir,
+        pattern=args.models,
+        manifest=args.manifest,
+        dry_run=args.dry_run,
+        private=args.private or None,
+        progress=print,
+    )
+    if args.dry_run:
+        for item in done:
+            files = ", ".join(f"{f.name} ({f.size:,} bytes, sha256 {f.sha256[:12]}...)" for f in item.plan.files)
+            print(f"  {item.repo_id}: {files}")
+        print(f"Publish for real: drop --dry-run. The exports are in {args.work_dir}.")
+    else:
+        print(f"Published {len(done)}; {done[0].plan.manifest_path} pins each to its commit.")
     return 0

@@ -21,14 +21,21 @@ class WeightsNotAvailableError(RuntimeError):
 
 def describe_available(name: str) -> str:
     """What ``name`` can be loaded with: its manifest tags and the alternatives that need no COCO weights."""
+    manifest = load_manifest()
+    default = manifest.default_entry(name)
+    available = []
+    for e in manifest.entries(name):
+        if not e.available:
+            continue
+        ap = e.coco_box_ap
+        facts = ["default"] if e is default else []
+        facts += [f"COCO box AP {ap:g}"] if ap is not None else []
+        facts += ["Hub" if e.status == "published" else f"converted from {e.upstream.converter} on first use"]
+        available.append(f"{e.tag} ({', '.join(facts)})")
     lines = []
-    for e in load_manifest().entries(name):
-        how = {
-            "published": f"pretrained='{e.tag}' (Hub {e.hub.repo_id})" if e.hub else "",
-            "convertible": f"pretrained='{e.tag}' (converted from {e.source} on first use)",
-            "not_trained": f"'{e.tag}' is not trained yet: {e.recipe}",
-        }[e.status]
-        lines.append(how)
+    if available:
+        lines.append(f"Its weights: {'; '.join(available)}. Load one with pretrained='TAG'.")
+    lines += [f"'{e.tag}' is not trained yet: {e.recipe}" for e in manifest.entries(name) if not e.available]
     lines.append(
         "Without COCO weights: weights=PATH (a local .safetensors file or exported folder), "
         "weights='hf-hub:ORG/NAME[@REVISION]' (an exported model on the Hub), pretrained_backbone=True (timm ImageNet "
@@ -50,7 +57,7 @@ def weights_label(weights: object, pretrained: bool | str) -> str | None:
 
 
 def select_entry(name: str, pretrained: bool | str) -> WeightsEntry:
-    """The manifest entry ``pretrained`` asks for: ``True`` = the default (first available), a string = that tag.
+    """The manifest entry ``pretrained`` asks for: ``True`` = the default (best COCO box AP), a string = that tag.
 
     Raises:
         WeightsNotAvailableError: No such tag, or the entry has no weights; the message lists the options.
@@ -62,8 +69,7 @@ def select_entry(name: str, pretrained: bool | str) -> WeightsEntry:
     tag = None if pretrained is True else str(pretrained)
     entry = manifest.entry(name, tag)
     if entry is None:
-        tags = [e.tag for e in manifest.entries(name)]
-        what = f"no weights tagged {tag!r} (tags: {tags})" if tag else "no pretrained weights yet"
+        what = f"no weights tagged {tag!r}" if tag else "no pretrained weights yet"
         raise WeightsNotAvailableError(f"{name!r} has {what}. {describe_available(name)}")
     if not entry.available:
         raise WeightsNotAvailableError(f"{name!r} has no trained weights. {describe_available(name)}")

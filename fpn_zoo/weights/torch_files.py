@@ -112,7 +112,7 @@ def read_upstream_file(path: str | os.PathLike[str]) -> UpstreamFile:
         raise CheckpointError(f"{p} is not a PyTorch checkpoint ({_first_line(err)}).") from err
     except Exception as err:  # torch.load raises KeyError, ValueError, RuntimeError... on non-checkpoint bytes
         raise CheckpointError(
-            f"{p} is not a readable PyTorch checkpoint ({type(err).__name__}: {_first_line(err)})."
+            f"{p} is not a PyTorch checkpoint: torch.load cannot read it ({type(err).__name__}: {_first_line(err)})."
         ) from err
     return split_state_dict(obj, p)
 
