@@ -92,8 +92,8 @@ class Phases:
         self.wrap(torch.hub, "download_url_to_file", "  download_url_to_file (loopback HTTP)")
         for module in (integrity, upstream, convert):
             self.wrap(module, "sha256_file", "  sha256_file (every call, whichever file)")
-        self.wrap(convert, "convert_torchvision_checkpoint", "  convert_torchvision_checkpoint")
-        self.wrap(convert, "read_torch_state_dict", "    torch.load of the .pth")
+        self.wrap(convert, "convert_checkpoint", "  convert_checkpoint")
+        self.wrap(convert, "read_upstream_file", "    torch.load of the .pth (weights only)")
         self.wrap(checkpoint, "save_file", "    safetensors save_file")
         self.wrap(factory, "read_checkpoint", "read_checkpoint (config.json)")
         self.wrap(factory, "build_detector", "build_detector on the meta device")
@@ -275,7 +275,7 @@ def check(args: argparse.Namespace) -> dict[str, Any]:
     from torchvision.models.detection import fasterrcnn_resnet50_fpn
 
     from fpn_zoo import create_model
-    from fpn_zoo.weights.convert import torchvision_to_zoo_keys
+    from fpn_zoo.converters import torchvision as torchvision_converter
 
     torch.set_num_threads(args.threads)
     hw = dict(min_size=256, max_size=320, box_score_thresh=0.0)
@@ -283,7 +283,7 @@ def check(args: argparse.Namespace) -> dict[str, Any]:
     ref = fasterrcnn_resnet50_fpn(weights=None, weights_backbone=None, **hw)
     ref.load_state_dict(torch.load(args.pth, map_location="cpu", weights_only=True))
     ref.eval()
-    ours_sd, ref_sd = ours.state_dict(), torchvision_to_zoo_keys(ref.state_dict())
+    ours_sd, ref_sd = ours.state_dict(), torchvision_converter.convert(ref.state_dict()).state_dict
     ours_sd = {k: v for k, v in ours_sd.items() if not k.endswith("num_batches_tracked")}
     same_keys = set(ours_sd) == set(ref_sd)
     tensors_equal = same_keys and all(torch.equal(ours_sd[k], ref_sd[k]) for k in ours_sd)

@@ -117,12 +117,13 @@ def serve(directory: Path) -> http.server.ThreadingHTTPServer:
 
 
 def write_manifest(dest: Path, url: str, sha256_prefix: str) -> dict[str, Any]:
-    """A copy of the repository manifest whose ``fpn_r50_coco`` upstream points at ``url``; returns that entry."""
+    """A copy of the repository manifest whose ``fpn_r50_coco`` has only the ``coco_tv`` entry (so ``pretrained=True``
+    loads it), its upstream pointing at ``url``; returns that entry."""
     from fpn_zoo.weights.manifest import MANIFEST_PATH
 
     data = json.loads(MANIFEST_PATH.read_text())
-    entries = data["models"][MODEL]["weights"]
-    entry = next(e for e in entries if e["tag"] == TAG)
+    entry = next(e for e in data["models"][MODEL]["weights"] if e["tag"] == TAG)
+    data["models"][MODEL]["weights"] = [entry]
     original = copy.deepcopy(entry["upstream"])
     # sha256 stays null, as in the real manifest: the upstream publishes only the 8-hex prefix in the file name.
     entry["upstream"].update(url=url, sha256_prefix=sha256_prefix, sha256=None)

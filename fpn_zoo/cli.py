@@ -196,7 +196,9 @@ def _cmd_list(args: argparse.Namespace) -> int:
         print(json.dumps(rows, indent=2))
         return 0
     if not rows:
-        print(f"No model matches {args.pattern!r}; `{PROG} list` shows all {len(list_models())}.")
+        what = f"matches {args.pattern!r}" if args.pattern else "is"
+        with_weights = " with weights" if args.pretrained else ""
+        print(f"No model {what}{with_weights}; `{PROG} list` shows all {len(list_models())}.")
         return 0
     table = [("name", "backbone", "neck", "params (M)", "weights (default first)")]
     for r in rows:

@@ -123,7 +123,8 @@ def _describe_head(model: ZooDetector) -> str:
     if isinstance(pool, SoftRoISelection):
         pooler = f"AugFPN Soft RoI Selection ({size} RoIAlign on all levels, attention fusion)"
     else:
-        pooler = f"{type(pool).__name__} {size}"
+        aligned = "aligned" if getattr(pool, "aligned", False) else "unaligned"
+        pooler = f"MultiScaleRoIAlign {size} (sampling_ratio {pool.sampling_ratio}, {aligned})"
     box_head = roi.box_head
     rep = getattr(getattr(box_head, "fc7", None), "out_features", None)
     box_head_text = f"{type(box_head).__name__}" + (f" {rep}" if rep else "")

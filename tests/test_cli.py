@@ -54,21 +54,35 @@ def test_list_table(capsys):
     code, out, _ = _run(capsys, "list")
     assert code == 0
     lines = out.splitlines()
-    assert lines[0].split() == ["name", "backbone", "neck", "params", "(M)"]
+    assert lines[0].split() == ["name", "backbone", "neck", "params", "(M)", "weights", "(default", "first)"]
     rows = {line.split()[0]: line.split() for line in lines[1:-1]}
     assert sorted(rows) == fpn_zoo.list_models()
-    assert rows["fpn_r50_coco"] == ["fpn_r50_coco", "r50", "(resnet50)", "fpn", "41.76"]
-    assert rows["bifpn_convnext_t_coco"][1:4] == ["convnext_t", "(convnext_tiny)", "bifpn"]
-    assert lines[-1].startswith("20 models")
+    assert rows["fpn_r50_coco"][:6] == ["fpn_r50_coco", "r50", "(resnet50)", "fpn", "41.76", "coco_mmdet_mask_ms3x,"]
+    assert rows["fpn_r50_coco"][-1] == "coco_tv"
+    assert rows["bifpn_convnext_t_coco"][1:5] == ["convnext_t", "(convnext_tiny)", "bifpn", "45.34"]
+    assert " ".join(rows["bifpn_convnext_t_coco"][5:]) == "none (random init; see `info`)"
+    assert lines[-1].startswith("21 models")
+
+
+def test_list_pretrained(capsys):
+    code, out, _ = _run(capsys, "list", "--pretrained", "--json")
+    assert code == 0
+    rows = json.loads(out)
+    assert [r["name"] for r in rows] == fpn_zoo.list_models(pretrained=True)
+    assert {r["name"]: r["default_weights"] for r in rows}["fpn_r50_v2_coco"] == "coco_tv_mask"
+    assert all(r["weights"] for r in rows)
+    code, out, _ = _run(capsys, "list", "--pretrained", "bifpn")
+    assert (code, out.splitlines()[0]) == (0, "No model matches 'bifpn' with weights; `fpn-zoo list` shows all 21.")
 
 
 def test_list_json(capsys):
     code, out, _ = _run(capsys, "list", "--json")
     assert code == 0
     rows = json.loads(out)
-    assert len(rows) == 20
+    assert len(rows) == 21
     assert [r["name"] for r in rows] == fpn_zoo.list_models()
-    assert all(set(r) == {"name", "backbone", "timm_backbone", "neck", "num_params"} for r in rows)
+    keys = {"name", "backbone", "timm_backbone", "neck", "num_params", "weights", "default_weights"}
+    assert all(set(r) == keys for r in rows)
     by_name = {r["name"]: r for r in rows}
     # torchvision's FasterRCNN_ResNet50_FPN_Weights.COCO_V1 meta gives the same count for the same network.
     assert by_name["fpn_r50_coco"]["num_params"] == 41_755_286
@@ -114,7 +128,20 @@ def test_info_json_with_flops(info_128):
     assert info["backbone_strides"] == [4, 8, 16, 32]
     assert info["pyramid_channels"] == 256
     assert info["pyramid_strides"] == [4, 8, 16, 32, 64]
-    assert "RPN" in info["head"] and "MultiScaleRoIAlign" in info["head"]
+    assert "RPN" in info["head"] and "MultiScaleRoIAlign 7x7 (sampling_ratio 2, unaligned)" in info["head"]
+    assert info["inference"] == {
+        "roi_align_aligned": False,
+        "roi_align_sampling_ratio": 2,
+        "round_anchors": True,
+        "anchor_strides": "from_image",
+        "box_delta_clamp": "upper",
+        "rpn_min_box_size": 1e-3,
+        "box_min_size": 1e-2,
+        "frozen_bn_eps": 1e-5,
+    }
+    runs_with = {e["tag"]: e["runs_with"] for e in info["weights"]}
+    assert runs_with["coco_tv"] == {"frozen_bn_eps": 0.0}  # torchvision's COCO_V1 file, recognised by its hash
+    assert runs_with["coco_mmdet_1x"]["roi_align_aligned"] is True
     assert info["num_params"] == 41_755_286
     assert math.isfinite(info["gflops"]) and info["gflops"] > 0
     assert info["flops"]["input_size"] == info["flops"]["padded_size"] == [128, 128]
@@ -278,7 +305,12 @@ def test_convert_refuses_unsupported_model(capsys, tmp_path):
     argv = ["convert", "--from", "torchvision", str(src), "--model", "bifpn_r50_coco", "--out", str(tmp_path / "o")]
     code, _, err = _run(capsys, *argv)
     assert code == 2
-    _assert_one_line_error(err, "bifpn_r50_coco", "fpn_r50_coco")
+    _assert_one_line_error(err, "bifpn_r50_coco", "fpn_r50_coco", "fpn_r50_v2_coco")
+    argv = ["convert", "--from", "mmdet", str(src), "--out", str(tmp_path / "o")]
+    code, _, err = _run(capsys, *argv)
+    assert code == 2
+    _assert_one_line_error(err, "is empty or truncated")
+    assert not (tmp_path / "o").exists()
 
 
 def test_convert_then_predict_with_weights(capsys, tmp_path):
@@ -290,7 +322,11 @@ def test_convert_then_predict_with_weights(capsys, tmp_path):
     code, out, err = _run(capsys, "convert", "--from", "torchvision", str(src), "--out", str(out_dir))
     assert code == 0, err
     assert str(out_dir / "model.safetensors") in out and str(out_dir / "config.json") in out
+    assert "Recognised tv.pth: torchvision Faster R-CNN v1, ResNet-50, FPN" in out and "-> fpn_r50_coco" in out
     assert f"--weights {out_dir}" in out
+    code, info, err = _run(capsys, "info", "fpn_r50_coco", "--no-flops", "--weights", str(out_dir))
+    assert code == 0, err
+    assert "inference    RoIAlign aligned=False sampling_ratio=2" in info
     image = _image(tmp_path / "img.png")
     preds = tmp_path / "preds"
     argv = ["predict", str(image), "--model", "fpn_r50_coco", "--weights", str(out_dir), "--out", str(preds), *FAST]
@@ -309,7 +345,7 @@ def _console_script() -> list[str]:
 def test_console_script_runs():
     ok = subprocess.run([*_console_script(), "list", "fpn_r50_*"], capture_output=True, text=True, timeout=120)
     assert ok.returncode == 0, ok.stderr
-    assert ok.stdout.splitlines()[1].split() == ["fpn_r50_coco", "r50", "(resnet50)", "fpn", "41.76"]
+    assert ok.stdout.splitlines()[1].split()[:5] == ["fpn_r50_coco", "r50", "(resnet50)", "fpn", "41.76"]
     bad = subprocess.run([*_console_script(), "info", "nope"], capture_output=True, text=True, timeout=120)
     assert bad.returncode == 2
     _assert_one_line_error(bad.stderr, "Unknown model 'nope'")
@@ -356,9 +392,9 @@ def test_download_reports_the_verified_file_and_what_to_copy(capsys, tmp_path, m
 def test_download_errors_are_one_line(capsys, tmp_path, monkeypatch):
     from huggingface_hub import constants
 
-    code, _, err = _run(capsys, "download", "panet_r50_coco")
+    code, _, err = _run(capsys, "download", "augfpn_r50_coco")
     assert code == 2
-    _assert_one_line_error(err, "'panet_r50_coco' has no pretrained weights yet")
+    _assert_one_line_error(err, "'augfpn_r50_coco' has no pretrained weights yet")
     code, _, err = _run(capsys, "download", "fpn_r50_coco", "--tag", "nope")
     assert code == 2
     _assert_one_line_error(err, "no weights tagged 'nope'", "coco_tv")
@@ -373,9 +409,9 @@ def test_download_errors_are_one_line(capsys, tmp_path, monkeypatch):
 
 def test_predict_pretrained_option(capsys, tmp_path):
     out = str(tmp_path / "o")
-    code, _, err = _run(capsys, "predict", "--model", "panet_r50_coco", "--pretrained", "--out", out, *FAST)
+    code, _, err = _run(capsys, "predict", "--model", "augfpn_r50_coco", "--pretrained", "--out", out, *FAST)
     assert code == 2
-    _assert_one_line_error(err, "'panet_r50_coco' has no pretrained weights yet")
+    _assert_one_line_error(err, "'augfpn_r50_coco' has no pretrained weights yet")
     code, _, err = _run(capsys, "predict", "--model", "fpn_r50_coco", "--pretrained", "img.jpg", "--out", out)
     assert code == 2
     _assert_one_line_error(err, "--pretrained 'img.jpg' is not a weights tag")

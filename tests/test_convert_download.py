@@ -297,3 +297,23 @@ def test_publish_converted_dry_run_writes_no_manifest_and_uploads_nothing(warm_c
     (tmp_path / "x" / "panet_r50_coco.coco_mmdet_1x" / "config.json").write_text("{}")
     assert main([*argv, "--manifest", str(manifest), "--dry-run"]) == 2
     assert "nothing was overwritten" in capsys.readouterr().err
+
+
+def test_a_file_of_another_layout_is_refused_and_leaves_nothing_in_the_caches(served, tmp_path, monkeypatch):
+    """An entry whose server hands out a file for another model (here PAFPN weights under the R-50 FPN entry's name,
+    with the right hash prefix): the conversion refuses it by name and no converted folder, finished or not, stays."""
+    from fpn_zoo.converters import LayoutError
+
+    data = json.loads(served.manifest.read_text())
+    entry = next(e for e in data["models"]["fpn_r50_coco"]["weights"] if e["tag"] == "coco_mmdet_1x")
+    pafpn = next(e for e in data["models"]["panet_r50_coco"]["weights"] if e["tag"] == "coco_mmdet_1x")
+    entry["upstream"].update(url=pafpn["upstream"]["url"], sha256_prefix=pafpn["upstream"]["sha256_prefix"])
+    manifest = tmp_path / "weights_manifest.json"
+    manifest.write_text(json.dumps(data))
+    caches = Caches(tmp_path / "caches")
+    for key, value in {**caches.env(), "FPN_ZOO_MANIFEST": str(manifest)}.items():
+        monkeypatch.setenv(key, value)
+    with pytest.raises(LayoutError, match=r"converts to 'panet_r50_coco', not 'fpn_r50_coco'"):
+        fpn_zoo.create_model("fpn_r50_coco", pretrained="coco_mmdet_1x", device="cpu")
+    leftovers = [p for p in (caches.fpn / "converted").rglob("*") if p.is_file()]
+    assert leftovers == []

@@ -11,6 +11,7 @@ from __future__ import annotations
 import functools
 import http.server
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -20,9 +21,12 @@ from pathlib import Path
 
 import pytest
 
+from fpn_zoo.docs_site import load_sources
 from fpn_zoo.registry import list_models
+from fpn_zoo.weights.manifest import load_manifest
 
 REPO = Path(__file__).resolve().parents[1]
+DATE = re.compile(r"\b20\d\d-\d\d-\d\d\b")
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 CHROMEDRIVER = shutil.which("chromedriver") or "/usr/bin/chromedriver"
 # Without the background-networking flags Chromium keeps dialling Google's hosts, which a closed network refuses.
@@ -98,6 +102,12 @@ def browser(tmp_path_factory: pytest.TempPathFactory):
     driver.quit()
 
 
+def _artifacts() -> Path:
+    artifacts = Path(os.environ.get("FPN_ZOO_ARTIFACTS", REPO / ".artifacts"))
+    artifacts.mkdir(parents=True, exist_ok=True)
+    return artifacts
+
+
 def _rows(driver) -> list[str]:
     from selenium.webdriver.common.by import By
 
@@ -143,11 +153,25 @@ def test_zoo_page_lists_sorts_filters_and_plots(browser, server: str) -> None:
     names = _rows(browser)
     assert names in (sorted(names), sorted(names, reverse=True))
 
-    # The filter keeps only the rows whose text holds every word.
+    # Sorting by COCO box AP orders the models with weights by their default weights' AP; the others sort as blanks.
+    manifest = load_manifest(REPO / "weights_manifest.json")
+    column = next(i for i, t in enumerate(titles) if t.startswith("COCO box AP"))
+    headers[column].click()
+    values = [float(v) for v in _column_values(browser, column) if v]
+    expected = {name: manifest.default_entry(name).coco_box_ap for name in manifest.pretrained_models()}
+    assert sorted(values) == sorted(expected.values()) and values in (sorted(values), sorted(values, reverse=True))
+    ranked = [name for name in _rows(browser) if name in expected]
+    assert [expected[name] for name in ranked] == values
+
+    # The filter keeps only the rows whose text holds every word: model names, and the weights tags they list.
     box = browser.find_element(By.ID, "zoo-filter")
     box.send_keys("bifpn convnext")
     wait.until(lambda d: len(_rows(d)) < len(list_models()))
     assert sorted(_rows(browser)) == sorted(list_models("bifpn_convnext*"))
+    box.clear()
+    box.send_keys("coco_tv_mask")
+    with_tag = sorted(name for name in manifest.models if manifest.entry(name, "coco_tv_mask") is not None)
+    wait.until(lambda d: sorted(_rows(d)) == with_tag)
     box.clear()
     box.send_keys(" ")  # an input event with no words shows everything again
     wait.until(lambda d: len(_rows(d)) == len(list_models()))
@@ -158,11 +182,54 @@ def test_zoo_page_lists_sorts_filters_and_plots(browser, server: str) -> None:
     wait.until(lambda d: d.execute_script("return arguments[0].complete && arguments[0].naturalWidth > 0;", plot))
     assert plot.size["width"] > 300 and plot.size["height"] > 100
 
-    artifacts = Path(os.environ.get("FPN_ZOO_ARTIFACTS", REPO / ".artifacts"))
-    artifacts.mkdir(parents=True, exist_ok=True)
     browser.execute_script("window.scrollTo(0, 0);")
-    shot = artifacts / "zoo-page.png"
+    shot = _artifacts() / "zoo-page.png"
     assert browser.save_screenshot(str(shot)) and shot.stat().st_size > 10_000
+
+
+def test_weights_column_lists_every_tag_with_its_sourced_ap(browser, server: str) -> None:
+    """Each model's weights cell shows every tag to load, the default first and marked; each AP's tooltip names its
+    source and date; a tag links to its section on the model page."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support import expected_conditions
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    manifest = load_manifest(REPO / "weights_manifest.json")
+    browser.get(f"{server}/zoo/")
+    wait = WebDriverWait(browser, 30)
+    wait.until(expected_conditions.presence_of_element_located((By.CSS_SELECTOR, "#zoo-table th[role=columnheader]")))
+    for name in manifest.pretrained_models():
+        row = browser.find_element(By.CSS_SELECTOR, f'#zoo-table tr[data-model="{name}"]')
+        lines = row.find_elements(By.CSS_SELECTOR, ".zoo-weights-tag")
+        available = [e for e in manifest.entries(name) if e.available]
+        default = manifest.default_entry(name)
+        assert len(lines) == len(available), name
+        assert lines[0].text.startswith(f"{default.tag} default {default.coco_box_ap:.1f}"), lines[0].text
+        assert [line.text.split()[0] for line in lines[1:]] == [e.tag for e in available if e is not default]
+        for figure in row.find_elements(By.CSS_SELECTOR, ".zoo-figure"):
+            title = figure.get_attribute("title")
+            assert "Source: weights_manifest.json" in title and DATE.search(title), title
+
+    # A model the committed benchmark run does not cover shows dashes that say so, and how to measure it.
+    bench = load_sources(REPO).bench
+    uncovered = [name for name in list_models() if bench is not None and bench.model(name) is None]
+    titles = [h.text for h in browser.find_elements(By.CSS_SELECTOR, "#zoo-table thead th")]
+    params = next(i for i, t in enumerate(titles) if t.startswith("Params")) + 1
+    for name in uncovered:
+        cell = browser.find_element(By.CSS_SELECTOR, f'#zoo-table tr[data-model="{name}"] td:nth-child({params})')
+        assert cell.text == "\u2014" and f"run `fpn-zoo bench {name}`" in cell.get_attribute("title")
+
+    # The weights of the model with the most tags, for the screenshot, then its default tag's link.
+    name = max(manifest.pretrained_models(), key=lambda n: len(manifest.entries(n)))
+    row = browser.find_element(By.CSS_SELECTOR, f'#zoo-table tr[data-model="{name}"]')
+    browser.execute_script("arguments[0].scrollIntoView({block: 'center'});", row)
+    shot = _artifacts() / "zoo-weights.png"
+    assert browser.save_screenshot(str(shot)) and shot.stat().st_size > 10_000
+    tag = manifest.default_entry(name).tag
+    row.find_element(By.CSS_SELECTOR, f'a[href$="#weights-{tag}"]').click()
+    section = wait.until(expected_conditions.visibility_of_element_located((By.ID, f"weights-{tag}")))
+    assert browser.current_url.endswith(f"/zoo/models/{name}/#weights-{tag}")
+    assert tag in section.text and "(default)" in section.text
 
 
 def test_model_page_shows_its_figures_with_sources(browser, server: str) -> None:
@@ -172,3 +239,19 @@ def test_model_page_shows_its_figures_with_sources(browser, server: str) -> None
     text = browser.find_element(By.CSS_SELECTOR, "article").text
     assert "fpn_r50_coco" in text and "Architecture" in text and "How to train" in text
     assert "Source:" in text
+    assert "How the conversions were proven" in text and "What could not be verified" in text
+
+
+def test_the_model_registered_after_the_benchmark_has_an_honest_page(browser, server: str) -> None:
+    from selenium.webdriver.common.by import By
+
+    bench = load_sources(REPO).bench
+    if bench is None or bench.model("fpn_r50_v2_coco") is not None:
+        pytest.skip("fpn_r50_v2_coco is covered by the committed benchmark run")
+    browser.get(f"{server}/zoo/models/fpn_r50_v2_coco/")
+    text = browser.find_element(By.CSS_SELECTOR, "article").text
+    assert "Not benchmarked yet" in text and "fpn-zoo bench fpn_r50_v2_coco" in text
+    assert "coco_tv_mask (default)" in text and "fasterrcnn_resnet50_fpn_v2" in text
+    browser.execute_script("window.scrollTo(0, 0);")
+    shot = _artifacts() / "model-page-fpn_r50_v2_coco.png"
+    assert browser.save_screenshot(str(shot)) and shot.stat().st_size > 10_000

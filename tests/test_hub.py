@@ -32,7 +32,7 @@ def hub_cache(tmp_path_factory):
 
 def test_hub_list_is_the_registry(hub_cache):
     assert torch.hub.list(GITHUB_SPEC, trust_repo=True, verbose=False) == fpn_zoo.list_models()
-    assert len(fpn_zoo.list_models()) == 20
+    assert len(fpn_zoo.list_models()) == 21
 
 
 @pytest.mark.parametrize("name", fpn_zoo.list_models())

@@ -242,7 +242,7 @@ def test_publish_uploads_one_commit_and_pins_it_in_the_manifest(bccd_export, man
     assert entry.num_params == count_parameters(fpn_zoo.get_model_config("fpn_r50_coco").replace(num_classes=4))
     assert entry.label_space == "fpn_r50_coco-bccd" and entry.categories == BCCD
     # Appended: the default entry is still torchvision's, and nothing else in the file changed.
-    assert load_manifest(manifest).entry("fpn_r50_coco").tag == "coco_tv"
+    assert load_manifest(manifest).entry("fpn_r50_coco").tag == "coco_mmdet_mask_ms3x"
     expected = copy.deepcopy(before)
     expected["label_spaces"]["fpn_r50_coco-bccd"] = list(BCCD)
     expected["models"]["fpn_r50_coco"]["weights"].append(result.entry)
@@ -257,7 +257,9 @@ def test_publish_replaces_an_entry_in_place_and_reuses_its_label_space(source, t
     assert ("create_branch", {"repo_id": "acme/fpn_r50_coco", "branch": "v2", "exist_ok": True}) in api.calls
     assert api.calls[-1][1]["revision"] == "v2"
     manifest_now = load_manifest(manifest)
-    (entry,) = manifest_now.entries("fpn_r50_coco")
+    entries = manifest_now.entries("fpn_r50_coco")
+    assert [e.tag for e in entries] == [e.tag for e in load_manifest(MANIFEST_PATH).entries("fpn_r50_coco")]
+    entry = manifest_now.entry("fpn_r50_coco", "coco_tv")
     assert entry.tag == "coco_tv" and entry.status == "published" and entry.label_space == "coco-91"
     assert entry.upstream is None and entry.source == "torchvision fasterrcnn_resnet50_fpn COCO_V1"
     assert len(manifest_now.label_spaces) == 1
@@ -265,7 +267,7 @@ def test_publish_replaces_an_entry_in_place_and_reuses_its_label_space(source, t
 
 def test_publishing_over_a_not_trained_entry_does_not_keep_its_recipe(plain_export, manifest):
     data = json.loads(manifest.read_text())
-    data["models"]["fpn_r50_coco"]["weights"].append(copy.deepcopy(data["models"]["panet_r50_coco"]["weights"][0]))
+    data["models"]["fpn_r50_coco"]["weights"].append(copy.deepcopy(data["models"]["augfpn_r50_coco"]["weights"][0]))
     manifest.write_text(json.dumps(data, indent=2) + "\n")
     plan = plan_publish(plain_export.out_dir, "acme/fpn_r50_coco", tag="coco", manifest=manifest)
     assert plan.entry["recipe"] == "See the model card: https://huggingface.co/acme/fpn_r50_coco"

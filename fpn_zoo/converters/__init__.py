@@ -37,17 +37,30 @@ class Converter:
     convert: Callable[..., Conversion]
     # The options a converted model runs with, from the target model and the file's sha256 (or its prefix).
     options: Callable[[str, str | None], dict[str, Any]]
+    # The zoo models its layouts can convert to: a --model outside them is refused before the file is read.
+    models: tuple[str, ...] = ()
     # Whether `convert` takes the file's sha256 (torchvision recognises its COCO_V1 files by it).
     takes_sha256: bool = False
 
 
 CONVERTERS: dict[str, Converter] = {
     "torchvision": Converter(
-        "torchvision", "torchvision", torchvision.recognise, torchvision.convert, torchvision.options, True
+        "torchvision",
+        "torchvision",
+        torchvision.recognise,
+        torchvision.convert,
+        torchvision.options,
+        models=torchvision.MODELS,
+        takes_sha256=True,
     ),
-    "mmdet": Converter("mmdet", "mmdetection", mmdet.recognise, mmdet.convert, mmdet.options),
+    "mmdet": Converter("mmdet", "mmdetection", mmdet.recognise, mmdet.convert, mmdet.options, models=mmdet.MODELS),
     "convnext": Converter(
-        "convnext", "official ConvNeXt (facebookresearch/ConvNeXt)", convnext.recognise, convnext.convert, mmdet.options
+        "convnext",
+        "official ConvNeXt (facebookresearch/ConvNeXt)",
+        convnext.recognise,
+        convnext.convert,
+        mmdet.options,
+        models=tuple(m for m in mmdet.MODELS if "_convnext_" in m),
     ),
 }
 if set(CONVERTERS) != set(CONVERTER_NAMES):  # the manifest and the CLI list the names without importing torch

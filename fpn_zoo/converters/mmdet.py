@@ -85,6 +85,12 @@ _NECK_AND_HEADS = rules(
 _CLASS_HEAD = ("roi_head.bbox_head.fc_cls.weight", "roi_head.bbox_head.fc_cls.bias")
 _REG_HEAD = ("roi_head.bbox_head.fc_reg.weight", "roi_head.bbox_head.fc_reg.bias")
 MASK_PREFIXES = ("roi_head.mask_head.", "roi_head.mask_roi_extractor.")
+# FPN or PAFPN on a ResNet-50/101 or ConvNeXt-T/S/B.
+MODELS: tuple[str, ...] = tuple(
+    model_name(neck, backbone, "coco")
+    for neck in ("fpn", "panet")
+    for backbone in (*RESNET_BY_STAGE3_BLOCKS.values(), *CONVNEXT_BY_DEPTHS_WIDTH.values())
+)
 
 
 def _backbone(keys: list[str], shapes: Mapping[str, tuple[int, ...]]) -> tuple[str, str]:

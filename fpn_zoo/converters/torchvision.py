@@ -59,6 +59,9 @@ _NORMALISED_FPN = rules(
     *_HEADS,
 )
 MASK_PREFIXES = ("roi_heads.mask_head.", "roi_heads.mask_predictor.")
+# torchvision's ResNet + FPN detectors: fasterrcnn_resnet50_fpn(_v2), maskrcnn_resnet50_fpn(_v2), and the same
+# v1 heads on a ResNet-101 (`resnet_fpn_backbone("resnet101")`).
+MODELS: tuple[str, ...] = ("fpn_r50_coco", "fpn_r101_coco", "fpn_r50_v2_coco")
 
 
 def _fpn_is_normalised(shapes: Mapping[str, tuple[int, ...]]) -> bool:

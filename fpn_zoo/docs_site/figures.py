@@ -74,3 +74,13 @@ class Figure:
         """A sortable table cell whose tooltip names the source and date."""
         title = html.escape(self.tooltip(), quote=True)
         return f'<td data-sort="{self.value:g}" title="{title}">{html.escape(self.text)}{extra}</td>'
+
+    def html_span(self) -> str:
+        """The figure inside a cell that holds several (a model's weights tags), with the same tooltip.
+
+        Examples:
+            >>> Figure(37.0, "37.0", Source("manifest", "2026-11-21", "reported")).html_span()
+            '<span class="zoo-figure" data-value="37" title="Source: manifest, 2026-11-21: reported">37.0</span>'
+        """
+        title = html.escape(self.tooltip(), quote=True)
+        return f'<span class="zoo-figure" data-value="{self.value:g}" title="{title}">{html.escape(self.text)}</span>'

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import textwrap
 
-from fpn_zoo.config import NECK_TITLES
+from fpn_zoo.config import NECK_TITLES, VARIANTS, ModelConfig
 from fpn_zoo.docs_site.figures import Figure
+from fpn_zoo.docs_site.model_weights import weights_section
 from fpn_zoo.docs_site.sources import ResultsFile, SiteSources
-from fpn_zoo.docs_site.weights_cell import STATUS_TEXT, weights_link
-from fpn_zoo.docs_site.zoo_rows import REFERENCE_NAME, ZooRow, metric_figure
+from fpn_zoo.docs_site.weights_cell import STATUS_TEXT
+from fpn_zoo.docs_site.weights_tags import metric_figure
+from fpn_zoo.docs_site.zoo_rows import REFERENCE_NAME, ZooRow
 from fpn_zoo.inspect_model import ArchitectureInfo
 from fpn_zoo.publish.card import GITHUB_REPO, CardInputs, build_model_card
 from fpn_zoo.weights.manifest import WeightsEntry
@@ -33,6 +35,14 @@ NECK_NOTES = {
 }
 
 
+def _param_convention(config: ModelConfig) -> str:
+    # torchvision's weights tables count v1 models with FrozenBatchNorm (affine terms are buffers) and v2 models with
+    # ordinary BatchNorm (they are parameters); the zoo counts each the same way, so the figures compare.
+    if config.backbone_norm == "batch_norm":
+        return "ordinary BatchNorm, whose affine terms count, as torchvision counts its v2 models"
+    return "frozen BatchNorm, torchvision's convention"
+
+
 def _architecture(row: ZooRow, info: ArchitectureInfo) -> list[str]:
     config = row.config
     strides = "/".join(map(str, info.backbone_strides))
@@ -47,7 +57,8 @@ def _architecture(row: ZooRow, info: ArchitectureInfo) -> list[str]:
         f"{strides} |",
         f"| Neck | {NECK_TITLES[config.neck]}: {info.pyramid_channels} channels at {levels} |",
         f"| Head | {info.head} |",
-        f"| Parameters | {info.num_params:,} (frozen BatchNorm, torchvision's convention) |",
+        *([f"| Variant | `{config.variant}`: {VARIANTS[config.variant].title} |"] if config.variant else []),
+        f"| Parameters | {info.num_params:,} ({_param_convention(config)}) |",
         f"| Input | float (3, H, W) in [0, 1], resized to min_size={config.min_size}, max_size={config.max_size} |",
         "",
         NECK_NOTES[config.neck] + " The [architecture page](../../architecture.md) shows how the parts fit together "
@@ -65,7 +76,14 @@ def _bench_section(run: ResultsFile, name: str, title: str) -> list[str]:
     source = run.source
     where = source.markdown("../../")
     if row is None:
-        return [f"### {title}", "", f"Not measured in {where} ({source.date}).", ""]
+        return [
+            f"### {title}",
+            "",
+            f"Not benchmarked yet: {where} ({source.date}) does not cover this model, so its cost is shown as a dash "
+            f"in the zoo table, not estimated. `fpn-zoo bench {name}` measures it (add `--device cuda` on a GPU), "
+            "then `fpn-zoo docs` puts the figures here.",
+            "",
+        ]
     lines = [
         f"### {title}",
         "",
@@ -139,9 +157,10 @@ def _accuracy(row: ZooRow, sources: SiteSources, entries: tuple[WeightsEntry, ..
     figures: list[tuple[str, Figure]] = []
     manifest_label = sources.files()[0].as_posix()
     for entry in entries:
+        default = " (default)" if entry == row.weights and entry.available else ""
         for metric in entry.metrics:
             figure = metric_figure(metric, f"{manifest_label} ({entry.model}:{entry.tag})")
-            figures.append((f"{metric.metric} on {metric.dataset}, weights `{entry.tag}`", figure))
+            figures.append((f"{metric.metric} on {metric.dataset}, weights `{entry.tag}`{default}", figure))
     if row.bccd_ap is not None:
         figures.append(("box AP (AP50) on BCCD val after fine-tuning", row.bccd_ap))
     if not figures:
@@ -153,31 +172,12 @@ def _accuracy(row: ZooRow, sources: SiteSources, entries: tuple[WeightsEntry, ..
     return [*lines, ""]
 
 
-def _weights(entries: tuple[WeightsEntry, ...]) -> list[str]:
-    lines = ["## Weights", ""]
-    for entry in entries:
-        link = weights_link(entry)
-        lines += [f"### `{entry.tag}`: {STATUS_TEXT[entry.status]}", ""]
-        if link.url:
-            lines.append(f"- Download: <{link.url}>")
-            lines.append(f"- {link.sha256_kind}: `{link.sha256}` (checked before first use)")
-        if entry.hub:
-            lines.append(f"- Hub: `{entry.hub.repo_id}` at commit `{entry.hub.revision}`, {entry.hub.size:,} bytes")
-        lines += [
-            f"- Label space: `{entry.label_space}` ({len(entry.categories)} classes)",
-            f"- Source: {entry.source}",
-            f"- Licence: {entry.license or 'not stated'}",
-            f"- Recipe: {entry.recipe}",
-            "",
-        ]
-    return lines
-
-
-def _usage(name: str, entries: tuple[WeightsEntry, ...]) -> list[str]:
-    available = [e for e in entries if e.available]
+def _usage(name: str, default: WeightsEntry | None) -> list[str]:
+    available = default is not None and default.available
     pretrained = "pretrained=True" if available else "pretrained_backbone=True"
     note = (
-        f"`pretrained=True` loads `{available[0].tag}`, checked against its sha256 and cached."
+        f"`pretrained=True` loads the default weights, `{default.tag}`, checked against their hash and cached; "
+        '`pretrained="TAG"` loads any tag listed under [Weights](#weights).'
         if available
         else "No trained weights exist yet, so `pretrained=True` raises `WeightsNotAvailableError`; "
         "`pretrained_backbone=True` starts from timm's ImageNet backbone weights."
@@ -290,7 +290,10 @@ def render_model_page(row: ZooRow, info: ArchitectureInfo, sources: SiteSources,
     """The Markdown of ``docs/zoo/models/<name>.md``."""
     name = row.config.name
     entries = sources.manifest.entries(name)
-    status = ", ".join(f"`{e.tag}` {STATUS_TEXT[e.status]}" for e in entries) or "no manifest entry"
+    status = (
+        ", ".join(f"`{t.tag}`{' (default)' if t.default else ''} {STATUS_TEXT[t.entry.status]}" for t in row.tags)
+        or "no manifest entry"
+    )
     lines = [
         header,
         f"# {name}",
@@ -313,8 +316,8 @@ def render_model_page(row: ZooRow, info: ArchitectureInfo, sources: SiteSources,
     if sources.bench_gpu:
         lines += _bench_section(sources.bench_gpu, name, "Cost on GPU")
     lines += _accuracy(row, sources, entries)
-    lines += _weights(entries)
-    lines += _usage(name, entries)
+    lines += weights_section(name, row.tags, row.config)
+    lines += _usage(name, row.weights)
     lines += _how_to_train(entries)
     lines += _card(row, entries)
     return "\n".join(lines)

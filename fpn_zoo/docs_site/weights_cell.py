@@ -1,8 +1,7 @@
-"""How a manifest entry is shown: its status, where to download it and the sha256 it is checked against."""
+"""Where a manifest entry's weights come from: its status, the file to download and the sha256 it is checked against."""
 
 from __future__ import annotations
 
-import html
 from dataclasses import dataclass
 
 from fpn_zoo.weights.manifest import WeightsEntry
@@ -28,24 +27,13 @@ class WeightsLink:
     sha256: str | None
     sha256_kind: str = "sha256"
 
-    def html(self, model_page: str) -> str:
-        """The zoo table's cell content: a status badge, a download link and the short digest (full in a tooltip)."""
-        badge = f'<span class="zoo-status zoo-status--{self.status}">{STATUS_TEXT[self.status]}</span>'
-        if self.url is None:
-            return f'{badge} <a href="{model_page}#how-to-train">how to train</a>'
-        digest = html.escape(self.sha256 or "", quote=True)
-        return (
-            f'{badge} <a href="{html.escape(self.url, quote=True)}">download</a> '
-            f'<code title="{self.sha256_kind} {digest}">{digest[:8]}</code>'
-        )
-
 
 def weights_link(entry: WeightsEntry) -> WeightsLink:
     """The download link and digest of a manifest entry.
 
     Examples:
         >>> from fpn_zoo.weights.manifest import load_manifest
-        >>> link = weights_link(load_manifest().entry("fpn_r50_coco"))
+        >>> link = weights_link(load_manifest().entry("fpn_r50_coco", "coco_tv"))
         >>> link.status, link.sha256_kind, link.url.endswith("fasterrcnn_resnet50_fpn_coco-258fb6c6.pth")
         ('convertible', 'sha256 prefix', True)
     """

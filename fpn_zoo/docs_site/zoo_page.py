@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
 import html
 from collections import Counter
 from collections.abc import Callable
 
 from fpn_zoo.docs_site.figures import Figure, Source
 from fpn_zoo.docs_site.sources import SiteSources
-from fpn_zoo.docs_site.weights_cell import weights_link
+from fpn_zoo.docs_site.weights_tags import tags_cell
 from fpn_zoo.docs_site.zoo_rows import FLOPS_SIZE, NECK_NAMES, REFERENCE_NAME, TABLE_SIZES, ZooRow
 
 __all__ = ["PLOT_FILE", "TABLE_ID", "render_zoo_page"]
@@ -18,6 +19,8 @@ FILTER_ID = "zoo-filter"
 PLOT_FILE = "latency.svg"
 PLOT_ID = "zoo-plot"
 DASH = "\u2014"
+AP_SOURCES_ID = "coco-ap-sources"
+AP_MARK = f' <sup><a href="#{AP_SOURCES_ID}">[AP]</a></sup>'
 # mkdocs-material front matter: the table needs the page's full width.
 FRONT_MATTER = "---\nhide:\n  - navigation\n  - toc\n---\n"
 
@@ -58,29 +61,36 @@ def _text_cell(text: str, sort: str | None = None) -> str:
     return f"<td{sort_attr}>{text}</td>"
 
 
-def _row_html(row: ZooRow, gpu_columns: list[str], measured: Callable[[str], str]) -> str:
+def _row_html(row: ZooRow, gpu_columns: list[str], not_measured: Callable[[str, str], str]) -> str:
     name = row.config.name
     page = f"models/{name}/"
-    weights = weights_link(row.weights).html(page) if row.weights else _dash("no manifest entry")
-    status = row.weights.status if row.weights else "none"
+
+    def measured(what: str) -> str:
+        return not_measured(what, name)
+
+    default_tag = f" ({row.weights.tag}, the default weights)" if row.coco_ap is not None and row.weights else ""
     cells = [
         _text_cell(f'<a href="{page}"><code>{name}</code></a>', name),
         _text_cell(f"{row.config.backbone_spec.timm_name}", row.config.backbone_spec.timm_name),
         _text_cell(NECK_NAMES[row.config.neck], row.config.neck),
+        _figure_cell(
+            _with_detail(row.coco_ap, default_tag),
+            "no COCO weights: nothing to evaluate (see the model's page for how to train)",
+        ),
+        tags_cell(row.tags, page),
         _figure_cell(row.params, measured("params")),
         _figure_cell(row.gflops, measured("GFLOPs")),
         *(_figure_cell(row.latency.get(s), measured("latency"), row.latency_ratio.get(s)) for s in TABLE_SIZES),
         _figure_cell(row.memory, measured("memory")),
         *(_figure_cell(row.gpu.get(column), measured("GPU figures")) for column in gpu_columns),
-        _figure_cell(row.coco_ap, "no COCO weights: nothing to evaluate (see the model's page for how to train)"),
         _figure_cell(row.bccd_ap, "not in the BCCD fine-tuning run"),
-        f'<td data-sort="{status}">{weights}</td>',
     ]
     return f'<tr data-model="{name}">' + "".join(cells) + "</tr>"
 
 
-def _first(figures: list[Figure | None]) -> Source | None:
-    return next((f.source for f in figures if f is not None), None)
+def _with_detail(figure: Figure | None, extra: str) -> Figure | None:
+    """The figure with ``extra`` added to its tooltip's first sentence."""
+    return None if figure is None else dataclasses.replace(figure, detail=figure.detail + extra)
 
 
 def render_zoo_table(rows: list[ZooRow], sources: SiteSources) -> tuple[str, list[Source]]:
@@ -90,25 +100,29 @@ def render_zoo_table(rows: list[ZooRow], sources: SiteSources) -> tuple[str, lis
     gpu_columns = list(rows[0].gpu) if rows and rows[0].gpu else []
     gpu_source = sources.bench_gpu.source if sources.bench_gpu else None
 
-    def measured(what: str) -> str:
-        return f"{what} not measured: no benchmark run covers this model"
+    def not_measured(what: str, name: str) -> str:
+        if bench is None:
+            return f"{what} not measured: no benchmark results are committed; run `fpn-zoo bench`"
+        return (
+            f"{what} not benchmarked yet: {bench.label} ({bench.date}) does not cover this model; "
+            f"run `fpn-zoo bench {name}`, then `fpn-zoo docs`"
+        )
 
-    coco = _first([r.coco_ap for r in rows])
     bccd = sources.finetune.source if sources.finetune else None
     headers = [
         columns.header("Model", "", False),
         columns.header("Backbone (timm)", "", False),
         columns.header("Neck", "", False),
+        columns.header("COCO box AP, default weights", AP_MARK, True),
+        columns.header("Weights: tag, COCO box AP", AP_MARK, True),
         columns.header("Params (M)", columns.mark(bench), True),
         columns.header(f"GFLOPs {FLOPS_SIZE}", columns.mark(bench), True),
         *(columns.header(f"CPU ms {size}", columns.mark(bench), True) for size in TABLE_SIZES),
         columns.header(f"CPU peak MiB {FLOPS_SIZE}", columns.mark(bench), True),
         *(columns.header(f"{c} {FLOPS_SIZE}", columns.mark(gpu_source), True) for c in gpu_columns),
-        columns.header("COCO box AP", columns.mark(coco), True),
         columns.header("BCCD AP (AP50)", columns.mark(bccd), True),
-        columns.header("Weights", "", False),
     ]
-    body = "\n".join(_row_html(row, gpu_columns, measured) for row in rows)
+    body = "\n".join(_row_html(row, gpu_columns, not_measured) for row in rows)
     table = f'<table id="{TABLE_ID}">\n<thead><tr>{"".join(headers)}</tr></thead>\n<tbody>\n{body}\n</tbody>\n</table>'
     return table, columns.sources
 
@@ -117,23 +131,30 @@ def _source_list(sources: list[Source], rows: list[ZooRow]) -> list[str]:
     lines = []
     for n, source in enumerate(sources, 1):
         lines.append(f'{n}. <span id="source-{n}"></span>{source.markdown("../")}, {source.date}: {source.note}')
-    # Metrics from the manifest can each carry their own source; list every one shown.
-    extra = {r.coco_ap.source for r in rows if r.coco_ap is not None} - set(sources)
-    lines += [f"- `{s.label}`, {s.date}: {s.note}" for s in sorted(extra, key=lambda s: s.label)]
+    # Every weights tag's AP carries its own source (the manifest entry, who reported it) and date: list each one.
+    coco = [tag.coco_ap.source for row in rows for tag in row.tags if tag.coco_ap is not None]
+    if coco:
+        lines += [
+            "",
+            f'<span id="{AP_SOURCES_ID}"></span>[AP] COCO val2017 box AP of each weights tag, from '
+            "`weights_manifest.json`:",
+            "",
+            *(f"- `{s.label}`, {s.date}: {s.note}" for s in coco),
+        ]
     return lines
 
 
 def _summary(rows: list[ZooRow]) -> str:
-    counts = Counter(r.weights.status if r.weights else "none" for r in rows)
-    parts = [
-        f"{counts[s]} {text}"
-        for s, text in [
-            ("published", "published"),
-            ("convertible", "convertible from an upstream checkpoint"),
-            ("not_trained", "not trained yet"),
-        ]
-        if counts[s]
+    tags = Counter(t.entry.status for r in rows for t in r.tags if t.entry.available)
+    with_weights = sum(1 for r in rows if any(t.entry.available for t in r.tags))
+    kinds = [
+        f"{tags[s]} {text}"
+        for s, text in [("published", "published"), ("convertible", "convertible from upstream checkpoints")]
+        if tags[s]
     ]
+    parts = [f"{with_weights} with weights to load ({', '.join(kinds)})"] if with_weights else []
+    if len(rows) > with_weights:
+        parts.append(f"{len(rows) - with_weights} not trained yet")
     return f"{len(rows)} models: " + ", ".join(parts) + "."
 
 
@@ -165,14 +186,24 @@ def render_zoo_page(rows: list[ZooRow], sources: SiteSources, header: str) -> st
         "",
         f"{_summary(rows)} Every figure below is generated by `fpn-zoo docs` from `weights_manifest.json` and the "
         "results files under `docs/results/`; hover a cell for how it was measured, and the numbered notes under the "
-        "table give each column's source and date. A dash means not measured. Click a column header to sort; type "
-        "in the box to filter (all words must match, e.g. `bifpn convnext` or `published`).",
+        "table give each column's source and date. A dash means not measured (hover it for why). Click a column "
+        "header to sort; type in the box to filter (all words must match, e.g. `bifpn convnext`, `mmdet` or "
+        "`not trained`).",
         "",
-        '!!! warning "No trained weights can be downloaded where these figures were made"',
+        '!!! note "Where the figures come from"',
         "    Latency, memory and FLOPs do not depend on the weights' values, so they are measured on randomly "
-        "initialised models. The only COCO accuracy is torchvision's reported figure for the weights `fpn_r50_coco` "
-        "converts exactly; the BCCD column is a short fine-tune from scratch, far below what COCO-pretrained weights "
-        "reach. Each model's page says how to train it.",
+        "initialised models. Every COCO box AP is the figure the upstream (torchvision, mmdetection) reports for the "
+        "checkpoint a weights tag converts, with the date it was recorded: none was measured by fpn_zoo, as no COCO "
+        "images or upstream files could be downloaded where these pages were made. What was proven is the "
+        "conversion: each model's page names the test that compares it with the upstream's own code, and what could "
+        "not be verified. The BCCD column is a short fine-tune from scratch, far below what COCO-pretrained weights "
+        "reach.",
+        "",
+        "The weights column lists every tag a model can load, its COCO box AP (hover for the source and date) and "
+        "the hash prefix its file is checked against, which links to the file; **default** marks the tag "
+        "`pretrained=True` loads, the one with the highest AP "
+        "([the rule](../manifest.md#weights-entry)). The AP column sorts by the default weights; the weights column by "
+        "the number of tags.",
         "",
         latency_note,
         "",

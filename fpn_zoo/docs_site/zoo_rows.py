@@ -6,10 +6,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from fpn_zoo.config import ModelConfig
-from fpn_zoo.docs_site.figures import DocsSourceError, Figure, Source
+from fpn_zoo.docs_site.figures import Figure
 from fpn_zoo.docs_site.sources import ResultsFile, SiteSources
+from fpn_zoo.docs_site.weights_tags import WeightsTag, metric_figure, weights_tags
 from fpn_zoo.registry import get_model_config, list_models
-from fpn_zoo.weights.manifest import Metric, WeightsEntry
+from fpn_zoo.weights.manifest import WeightsEntry
 
 __all__ = ["NECK_NAMES", "REFERENCE_NAME", "ZooRow", "latency_row", "metric_figure", "zoo_rows"]
 
@@ -33,7 +34,8 @@ class ZooRow:
         gpu: GPU figures by column name, when a CUDA run exists.
         coco_ap: COCO box AP of the default weights, from the manifest.
         bccd_ap: Box AP (and AP50 in the text) on BCCD val after the fine-tuning run.
-        weights: The manifest's default entry (first available one, else the first one).
+        weights: The manifest's default entry (``pretrained=True``), else its first entry.
+        tags: Every weights tag of the model, each with its COCO box AP; the default first.
     """
 
     config: ModelConfig
@@ -46,6 +48,7 @@ class ZooRow:
     coco_ap: Figure | None = None
     bccd_ap: Figure | None = None
     weights: WeightsEntry | None = None
+    tags: tuple[WeightsTag, ...] = ()
 
 
 def latency_row(
@@ -80,26 +83,6 @@ def _latency_figure(
     if ratio is not None:
         detail += f"; {ratio:.3f}x {REFERENCE_NAME} measured interleaved in the same run"
     return Figure(ours["median_ms"], f"{ours['median_ms']:.0f}", run.source, detail), ratio
-
-
-def metric_figure(metric: Metric, source_label: str) -> Figure:
-    """A manifest metric as a figure; refuses one without a date (the site never shows an undated figure)."""
-    if not metric.date:
-        raise DocsSourceError(
-            f"{source_label}: metric {metric.metric!r} on {metric.dataset!r} ({metric.value:g}) has no 'date'; "
-            "add the date it was measured or recorded (YYYY-MM-DD) before it can appear on the site."
-        )
-    source = Source(source_label, metric.date, metric.source)
-    return Figure(metric.value, f"{metric.value:.1f}", source, f"{metric.metric} on {metric.dataset}")
-
-
-def _coco_ap(entry: WeightsEntry | None, manifest_label: str) -> Figure | None:
-    if entry is None:
-        return None
-    for metric in entry.metrics:
-        if metric.metric == "box_ap" and metric.dataset.lower().startswith("coco"):
-            return metric_figure(metric, f"{manifest_label} ({entry.model}:{entry.tag})")
-    return None
 
 
 def _bench_figures(sources: SiteSources, name: str) -> dict[str, Any]:
@@ -183,16 +166,17 @@ def zoo_rows(sources: SiteSources) -> list[ZooRow]:
     manifest_label = sources.files()[0].as_posix()
     rows = []
     for name in list_models():
-        entries = sources.manifest.entries(name)
-        entry = sources.manifest.entry(name) or (entries[0] if entries else None)
+        tags = weights_tags(sources.manifest, name, manifest_label)
+        default = next((t for t in tags if t.default), tags[0] if tags else None)
         rows.append(
             ZooRow(
                 config=get_model_config(name),
                 **_bench_figures(sources, name),
                 gpu=_gpu_figures(sources, name),
-                coco_ap=_coco_ap(entry, manifest_label),
+                coco_ap=default.coco_ap if default else None,
                 bccd_ap=_bccd_ap(sources, name),
-                weights=entry,
+                weights=default.entry if default else None,
+                tags=tags,
             )
         )
     return rows

@@ -20,12 +20,17 @@ import torch
 
 from fpn_zoo.converters import CONVERTERS, Conversion, LayoutError
 from fpn_zoo.registry import get_model_config
-from fpn_zoo.weights.checkpoint import CheckpointError, save_checkpoint
+from fpn_zoo.weights.checkpoint import save_checkpoint
 from fpn_zoo.weights.integrity import sha256_file
 from fpn_zoo.weights.loading import check_state_dict
 from fpn_zoo.weights.torch_files import UpstreamFile, read_upstream_file
 
-__all__ = ["ConversionReport", "LayoutError", "convert_checkpoint", "convert_torchvision_checkpoint"]
+__all__ = [
+    "ConversionReport",
+    "LayoutError",
+    "convert_checkpoint",
+    "convert_torchvision_checkpoint",
+]
 
 
 @dataclass(frozen=True)
@@ -61,13 +66,11 @@ def _refuse_caffe_style(upstream: UpstreamFile) -> None:
 
 def _target(source: str, upstream: UpstreamFile, model: str | None) -> str:
     recognised = CONVERTERS[source].recognise(upstream.state_dict)
-    if model is not None:
-        get_model_config(model)  # unknown names fail with suggestions
-        if model != recognised.model:
-            raise LayoutError(
-                f"{upstream.path.name} holds a {recognised.description}, which converts to {recognised.model!r}, "
-                f"not {model!r}. Leave out --model (model=None) or pass {recognised.model!r}."
-            )
+    if model is not None and model != recognised.model:
+        raise LayoutError(
+            f"{upstream.path.name} holds a {recognised.description}, which converts to {recognised.model!r}, "
+            f"not {model!r}. Leave out --model (model=None) or pass {recognised.model!r}."
+        )
     return recognised.model
 
 
@@ -117,6 +120,13 @@ def convert_checkpoint(
     """
     if source not in CONVERTERS:
         raise ValueError(f"Unknown checkpoint origin {source!r}; choose from {sorted(CONVERTERS)}.")
+    if model is not None:
+        get_model_config(model)  # unknown names fail with suggestions
+        if model not in CONVERTERS[source].models:
+            raise LayoutError(
+                f"{CONVERTERS[source].title} checkpoints convert to {', '.join(CONVERTERS[source].models)}; "
+                f"{model!r} has no {source} counterpart. Leave out --model to convert to the model the file fits."
+            )
     out = Path(out_dir)
     _prepare_out_dir(out)
     upstream = read_upstream_file(src)
@@ -186,12 +196,3 @@ def convert_torchvision_checkpoint(
         src, out_dir, source="torchvision", model=model, sha256=sha256, frozen_bn_eps=frozen_bn_eps
     )
     return report.out_dir
-
-
-# Kept for callers of the earlier API: reading is `fpn_zoo.weights.torch_files`' job now.
-def read_torch_state_dict(path: str | os.PathLike[str]) -> dict[str, torch.Tensor]:
-    """The tensors of a ``.pth`` file, read with the weights-only unpickler (see `read_upstream_file`)."""
-    return read_upstream_file(path).state_dict
-
-
-__all__ += ["CheckpointError", "read_torch_state_dict"]

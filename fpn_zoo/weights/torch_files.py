@@ -110,6 +110,8 @@ def read_upstream_file(path: str | os.PathLike[str]) -> UpstreamFile:
                 "torch.save(torch.load(path, weights_only=False)['state_dict'], 'clean.pth')."
             ) from err
         raise CheckpointError(f"{p} is not a PyTorch checkpoint ({_first_line(err)}).") from err
+    except EOFError as err:
+        raise CheckpointError(f"{p} is empty or truncated: it ends before the checkpoint does.") from err
     except Exception as err:  # torch.load raises KeyError, ValueError, RuntimeError... on non-checkpoint bytes
         raise CheckpointError(
             f"{p} is not a PyTorch checkpoint: torch.load cannot read it ({type(err).__name__}: {_first_line(err)})."
