@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import shutil
+
 import pytest
 import torch
 
@@ -13,3 +15,12 @@ def single_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def module_scratch(tmp_path_factory):
+    """A folder for one test module's large files (checkpoints of hundreds of MB each), removed when the module's
+    tests are done, so that a full run holds one module's files on disk at a time, not every module's."""
+    folder = tmp_path_factory.mktemp("scratch")
+    yield folder
+    shutil.rmtree(folder, ignore_errors=True)

@@ -110,9 +110,10 @@ class Served:
 
 
 @pytest.fixture(scope="module")
-def served(tmp_path_factory, single_thread) -> Served:
+def served(module_scratch, single_thread) -> Served:
     """Every layout written once, served under the upstream name of each entry using it; a manifest pointing there."""
-    folder = tmp_path_factory.mktemp("upstream")
+    folder = module_scratch / "upstream"
+    folder.mkdir()
     data = json.loads((REPO / "weights_manifest.json").read_text())
     with CountingFileServer() as server:
         files: dict[tuple[str, str, bool], tuple[Path, str]] = {}
@@ -131,7 +132,7 @@ def served(tmp_path_factory, single_thread) -> Served:
                 name = up["url"].rsplit("/", 1)[-1]  # the upstream file name, e.g. ..._20200130-047c8118.pth
                 up.update(url=server.serve(name, path), sha256_prefix=prefix, sha256=None)
                 names[model, entry["tag"]], prefixes[model, entry["tag"]] = name, prefix
-        manifest = tmp_path_factory.mktemp("manifest") / "weights_manifest.json"
+        manifest = module_scratch / "weights_manifest.json"
         manifest.write_text(json.dumps(data, indent=1))
         yield Served(manifest, server, names, prefixes)
 
@@ -146,8 +147,8 @@ class Loads:
 
 
 @pytest.fixture(scope="module")
-def loads(served, tmp_path_factory) -> Loads:
-    caches = Caches(tmp_path_factory.mktemp("caches") / "c")
+def loads(served, module_scratch) -> Loads:
+    caches = Caches(module_scratch / "caches")
     tags = json.dumps(sorted(served.names))
     before = {n: served.server.count(n) for n in served.names.values()}
     cold = run_child(

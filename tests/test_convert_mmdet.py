@@ -48,7 +48,7 @@ def photos():
 
 
 @pytest.fixture(scope="module")
-def reference(photos, tmp_path_factory, single_thread):
+def reference(photos, module_scratch, single_thread):
     """``reference(key)``: (key, mmdetection's model, its published-layout file, the conversion report), built once."""
     built = {}
 
@@ -56,9 +56,9 @@ def reference(photos, tmp_path_factory, single_thread):
         if key not in built:
             model = mmref.build_mmdet_model(key)
             mmref.randomise_for_detections(model, seed=0, images=photos)
-            src = tmp_path_factory.mktemp("mmdet") / f"{key}.pth"
+            src = module_scratch / f"{key}.pth"
             mmref.save_mmdet_checkpoint(model, src)
-            report = convert_checkpoint(src, tmp_path_factory.mktemp("zoo") / "out", source="mmdet")
+            report = convert_checkpoint(src, module_scratch / f"{key}_zoo", source="mmdet")
             built[key] = (key, model, src, report)
         return built[key]
 

@@ -43,7 +43,7 @@ REFERENCES: dict[str, tuple[Callable[[], nn.Module], str, float | None]] = {
 
 
 @pytest.fixture(scope="module")
-def reference(tmp_path_factory):
+def reference(module_scratch):
     """``reference(name)``: (name, torchvision's model, its .pth, the conversion report), built once per name."""
     built = {}
 
@@ -54,9 +54,9 @@ def reference(tmp_path_factory):
             tv = build()
             randomise(tv, seed=0, logit_scale=40.0)  # peaky logits: detections pass the 0.05 score threshold
             tv.eval()
-            src = tmp_path_factory.mktemp("tv") / f"{name}.pth"
+            src = module_scratch / f"{name}.pth"
             torch.save(tv.state_dict(), src)
-            out = tmp_path_factory.mktemp("zoo") / "out"
+            out = module_scratch / f"{name}_zoo"
             built[name] = (name, tv, src, convert_checkpoint(src, out, source="torchvision", frozen_bn_eps=eps))
         return built[name]
 
