@@ -234,8 +234,9 @@ def test_faster_r50_detects_and_saves(r50, tmp_path):
 @pytest.mark.parametrize(
     "key",
     [
-        "faster_r50_pafpn",
-        "mask_r50_fpn",
+        # tests/test_convert_mmdet.py builds, runs and saves these in the default suite too
+        pytest.param("faster_r50_pafpn", marks=pytest.mark.slow),
+        pytest.param("mask_r50_fpn", marks=pytest.mark.slow),
         pytest.param("faster_r101_fpn", marks=pytest.mark.slow),
         pytest.param("mask_convnext_t_fpn", marks=pytest.mark.slow),
     ],
