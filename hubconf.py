@@ -1,8 +1,8 @@
 """torch.hub entrypoints of fpn_zoo: one per registered model.
 
     >>> import torch
-    >>> torch.hub.list("OWNER/fpn-zoo")
-    >>> model = torch.hub.load("OWNER/fpn-zoo", "fpn_r50_coco", device="cpu")
+    >>> torch.hub.list("fpn-zoo/fpn-zoo")
+    >>> model = torch.hub.load("fpn-zoo/fpn-zoo", "fpn_r50_coco", pretrained=True)  # COCO weights, GPU when present
 
 Importing this file does no network access and builds nothing: entrypoints defer all work to
 ``fpn_zoo.create_model``.

@@ -55,18 +55,26 @@ def split_size(text: str, example: str = "800x800") -> tuple[int, int]:
     return int(match[1]), int(match[2])
 
 
-def add_weights_arguments(parser: argparse.ArgumentParser) -> None:
-    """``--weights PATH`` or ``--pretrained [TAG]`` (exclusive), as ``create_model(weights=, pretrained=)`` takes them.
+def add_weights_arguments(parser: argparse.ArgumentParser, *, random_init: bool = False) -> None:
+    """``--weights PATH`` or ``--pretrained [TAG]`` (exclusive), as ``create_model(weights=, pretrained=)`` takes them;
+    with ``random_init``, also ``--random-init`` (the command then uses the default weights when given none).
 
     Check the tag with ``check_weights_tag`` once parsed: with ``nargs="?"`` a positional argument written after
     ``--pretrained`` is taken as its tag, and only the command knows what to suggest.
     """
     source = parser.add_mutually_exclusive_group()
-    source.add_argument("--weights", type=Path, help="exported folder or .safetensors file (default: random init)")
+    default = "the model's default weights" if random_init else "random init"
+    source.add_argument("--weights", type=Path, help=f"exported folder or .safetensors file (default: {default})")
     source.add_argument(
         "--pretrained", nargs="?", const=True, default=False, metavar="TAG",
-        help="the model's weights from weights_manifest.json: the default entry, or the one tagged TAG",
+        help="the model's weights from weights_manifest.json: the default entry, or the one tagged TAG (a dataset "
+        "alone, e.g. coco, picks that dataset's default)",
     )  # fmt: skip
+    if random_init:
+        source.add_argument(
+            "--random-init", action="store_true",
+            help="no weights: a randomly initialised model, to check the pipeline (its detections mean nothing)",
+        )  # fmt: skip
 
 
 def check_weights_tag(pretrained: bool | str, hint: str = "") -> None:

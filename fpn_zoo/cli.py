@@ -35,11 +35,13 @@ from fpn_zoo.engine.eval_command import add_parser as add_eval_command
 from fpn_zoo.engine.train_command import add_parser as add_train_command
 from fpn_zoo.publish.commands import add_export_command, add_publish_command, add_publish_converted_command
 from fpn_zoo.registry import UnknownModelError, get_model_config, list_models
+from fpn_zoo.voice import cli_voice
 from fpn_zoo.weights.manifest import CONVERTERS as CONVERTER_NAMES
 
 __all__ = ["main"]
 
 PROG = "fpn-zoo"
+_PREDICTIONS = "predictions"  # predict's default output folder
 
 
 class _Parser(argparse.ArgumentParser):
@@ -107,11 +109,22 @@ def build_parser() -> argparse.ArgumentParser:
     )  # fmt: skip
     p.set_defaults(handler=_cmd_info)
 
-    p = sub.add_parser("predict", help="detect objects in images; writes <stem>.png and <stem>.json per image")
+    p = sub.add_parser(
+        "predict",
+        help="detect objects in images with a model's weights; writes <stem>.png and <stem>.json per image",
+        description="Detect objects in images. Without --weights the model's default weights are used "
+        "(`fpn-zoo list --pretrained` lists the models that have some; the first use downloads and verifies them). "
+        "Writes the image with its boxes as <stem>.png and the detections as <stem>.json.",
+    )
     p.add_argument("images", nargs="*", type=Path, help="image files (default: the packaged sample image)")
     p.add_argument("--model", required=True, help="model name, e.g. fpn_r50_coco")
-    add_weights_arguments(p)
-    p.add_argument("--out", type=Path, default=Path("predictions"), help="output folder (default: ./predictions)")
+    add_weights_arguments(p, random_init=True)
+    p.add_argument(
+        "--out", type=Path, default=None,
+        help=f"output folder (default: ./{_PREDICTIONS}, or the first free {_PREDICTIONS}-2, -3, ... when it holds "
+        "earlier results)",
+    )  # fmt: skip
+    p.add_argument("--overwrite", action="store_true", help="replace earlier results in --out (default: refuse)")
     p.add_argument("--device", help="cpu, cuda, cuda:N or mps (default: cuda when available, else cpu)")
     p.add_argument(
         "--score-thr", type=_score_threshold, default=0.5, metavar="T",
@@ -249,41 +262,75 @@ def _unique_stems(paths: list[Path]) -> list[str]:
     return stems
 
 
+def _predict_weights(args: argparse.Namespace) -> tuple[bool | str, str | None]:
+    """``--pretrained`` as ``create_model`` takes it (the model's default weights unless told otherwise), and a
+    notice for the console: which weights, or a warning (starting ``fpn-zoo: warning:``)."""
+    from fpn_zoo.weights.manifest import load_manifest
+    from fpn_zoo.weights.resolve import WeightsNotAvailableError, describe_available
+
+    if args.weights is not None or args.random_init:
+        warning = (
+            f"{PROG}: warning: --random-init: {args.model} is RANDOMLY INITIALISED and its detections are "
+            "meaningless (a check of the pipeline, not of the model)."
+        )
+        return False, warning if args.random_init else None
+    if args.pretrained is not False:
+        return args.pretrained, None
+    default = load_manifest().default_entry(args.model)
+    if default is None:
+        raise WeightsNotAvailableError(
+            f"{args.model} has no trained weights to predict with. Train it on your data (`{PROG} train --help`), or: "
+            f"{describe_available(args.model)}"
+        )
+    where = "from the Hub" if default.status == "published" else f"converted from {default.upstream.converter}"
+    ap = "" if default.coco_box_ap is None else f", COCO box AP {default.coco_box_ap:g}"
+    return True, f"Weights: {args.model}'s default, {default.tag} ({where}{ap}); the first use downloads them once."
+
+
+def _prediction_files(folder: Path, stems: list[str]) -> list[Path]:
+    return [folder / f"{stem}{suffix}" for stem in stems for suffix in (".png", ".json")]
+
+
 def _cmd_predict(args: argparse.Namespace) -> int:
     get_model_config(args.model)  # an unknown name fails before any file is touched or torch imported
+    check_weights_tag(args.pretrained, "list images before --pretrained, or ")
+    paths: list[Path] = list(args.images)
+    for path in paths:  # fail before anything heavy is imported or built, not after half the images
+        if not path.is_file():
+            what = "is a folder, not an image file" if path.is_dir() else "does not exist"
+            raise FileNotFoundError(f"Image '{path}' {what}; give image files (JPEG, PNG, ...).")
+    if args.out is not None and args.out.exists() and not args.out.is_dir():
+        raise ValueError(f"--out {str(args.out)!r} exists and is not a folder.")
     import torch
 
     from fpn_zoo.drawing import draw_detections, save_png
     from fpn_zoo.factory import create_model, resolve_device
-    from fpn_zoo.images import ImageError, load_image, sample_image_path
-    from fpn_zoo.weights.manifest import weights_status
+    from fpn_zoo.images import load_image, sample_image_path
+    from fpn_zoo.outputs import claim_outputs
     from fpn_zoo.weights.resolve import weights_label
 
-    check_weights_tag(args.pretrained, "list images before --pretrained, or ")
     device = resolve_device(args.device)
-    paths: list[Path] = list(args.images)
+    pretrained, notice = _predict_weights(args)
     if not paths:
         paths = [sample_image_path()]
         print(f"No image given: running on the packaged sample image {paths[0]}.")
-    for path in paths:  # fail before the model is built, not after half the images
-        if not path.exists():
-            raise ImageError(f"No such image file: '{path}'.")
-    if args.out.exists() and not args.out.is_dir():
-        raise ValueError(f"--out {str(args.out)!r} exists and is not a folder.")
-    if args.weights is None and args.pretrained is False:
-        print(
-            f"{PROG}: warning: no --weights given, so {args.model} is RANDOMLY INITIALISED and its detections are "
-            f"meaningless. Weights for it: {weights_status(args.model)}.",
-            file=sys.stderr,
-        )
+    stems = _unique_stems(paths)
+    out = claim_outputs(
+        args.out or Path(_PREDICTIONS),
+        lambda folder: _prediction_files(folder, stems),
+        chosen=args.out is not None,
+        overwrite=args.overwrite,
+    )
+    if notice is not None:
+        print(notice, file=sys.stderr if notice.startswith(f"{PROG}: warning:") else sys.stdout)
     overrides: dict[str, Any] = {"box_score_thresh": args.score_thr}
     for key in ("min_size", "max_size"):
         if getattr(args, key) is not None:
             overrides[key] = getattr(args, key)
-    model = create_model(args.model, weights=args.weights, pretrained=args.pretrained, device=device, **overrides)
+    model = create_model(args.model, weights=args.weights, pretrained=pretrained, device=device, **overrides)
     categories = model.config.categories
-    args.out.mkdir(parents=True, exist_ok=True)
-    for path, stem in zip(paths, _unique_stems(paths), strict=True):
+    out.mkdir(parents=True, exist_ok=True)
+    for path, stem in zip(paths, stems, strict=True):
         image = load_image(path)
         with torch.inference_mode():
             det = model([image.to(device)])[0]
@@ -293,7 +340,7 @@ def _cmd_predict(args: argparse.Namespace) -> int:
             {"box": [round(v, 2) for v in box], "score": round(score, 4), "label": label, "label_name": name}
             for box, score, label, name in zip(boxes.tolist(), scores, labels, names, strict=True)
         ]
-        png, record_path = args.out / f"{stem}.png", args.out / f"{stem}.json"
+        png, record_path = out / f"{stem}.png", out / f"{stem}.json"
         captions = [f"{n} {s:.2f}" for n, s in zip(names, scores, strict=True)]
         save_png(draw_detections(image, boxes, labels, captions), png)
         record = {
@@ -301,12 +348,15 @@ def _cmd_predict(args: argparse.Namespace) -> int:
             "width": image.shape[2],
             "height": image.shape[1],
             "model": args.model,
-            "weights": weights_label(args.weights, args.pretrained),
+            "weights": weights_label(args.weights, pretrained),
             "score_thr": args.score_thr,
             "detections": detections,
         }
         record_path.write_text(json.dumps(record, indent=2) + "\n")
-        print(f"{path}: {len(detections)} detection(s) with score >= {args.score_thr:g} -> {png}, {record_path}")
+        found = ", ".join(f"{n} {s:.2f}" for n, s in zip(names[:5], scores[:5], strict=False))
+        more = f", ... ({len(names)} in all)" if len(names) > 5 else ""
+        print(f"{path}: {len(detections)} detection(s) with score >= {args.score_thr:g}"
+              f"{': ' + found + more if names else ''} -> {png}, {record_path}")  # fmt: skip
     return 0
 
 
@@ -325,7 +375,7 @@ def _cmd_convert(args: argparse.Namespace) -> int:
         print(f"Dropped {len(report.dropped)} tensor(s) the zoo model has no place for: {', '.join(report.dropped)}")
     print(f"Wrote {out / WEIGHTS_FILENAME} and {out / CONFIG_FILENAME}; `{PROG} info {report.model} --weights "
           f"{shlex.quote(str(out))}` shows the inference settings recorded with them.")  # fmt: skip
-    print(f"Use it: {PROG} predict IMAGE --model {report.model} --weights {shlex.quote(str(out))}")
+    print(f"Use it: {PROG} predict --model {report.model} --weights {shlex.quote(str(out))}  # add image paths")
     print(f"    or: fpn_zoo.create_model({report.model!r}, weights={str(out)!r})")
     return 0
 
@@ -358,8 +408,9 @@ def _cmd_download(args: argparse.Namespace) -> int:
     print("For offline use (a plane, an air-gapped machine, a Docker image), copy these folders:")
     for variable, folder, what in copies:
         print(f"  {variable}={folder}  {what}")
-    print("and on the target set the same variables and HF_HUB_OFFLINE=1; "
-          f"`fpn_zoo.create_model({args.name!r}, pretrained={entry.tag!r})` then loads without network.")  # fmt: skip
+    print("and on the target set the same variables and HF_HUB_OFFLINE=1; there "
+          f"`{PROG} predict --model {args.name} --pretrained {entry.tag}` and "
+          f"`fpn_zoo.create_model({args.name!r}, pretrained={entry.tag!r})` load them without network.")  # fmt: skip
     return 0
 
 
@@ -387,6 +438,13 @@ def _expected_errors() -> tuple[type[BaseException], ...]:
     )
 
 
+def _flags_of(parser: argparse.ArgumentParser, command: str) -> set[str]:
+    """The option strings of subcommand ``command``: what error messages may offer (``fpn_zoo.voice``)."""
+    subparsers = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))  # argparse keeps
+    # its subcommands only there; reading them beats keeping a second list of every command's flags by hand.
+    return {flag for action in subparsers.choices[command]._actions for flag in action.option_strings}
+
+
 def _fail(message: object) -> int:
     text = " ".join(str(message).split())  # one line, whatever the exception's formatting
     print(f"{PROG}: error: {text}", file=sys.stderr)
@@ -412,15 +470,20 @@ def main(argv: list[str] | None = None) -> int:
     except SystemExit as exit_:  # --help and usage errors; returned so in-process callers keep control
         return exit_.code if isinstance(exit_.code, int) else (0 if exit_.code is None else 2)
     try:
-        return args.handler(args)
+        with cli_voice(f"{PROG} {args.command}", _flags_of(parser, args.command)):
+            return args.handler(args)
     except UnknownModelError as err:
         return _fail(err.args[0])  # str(KeyError) would wrap the message in quotes
     except BrokenPipeError:  # `fpn-zoo list | head`: the reader left, nothing to report
         with contextlib.suppress(OSError, ValueError):  # Python's recipe: stdout to devnull, no 2nd error at exit
             os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
-    except _expected_errors() as err:
-        return _fail(err)
+    except Exception as err:
+        # The builtin kinds first: an input error is reported at once, not after importing torch for the check.
+        plain_input_error = isinstance(err, (ValueError, OSError))
+        if plain_input_error or isinstance(err, _expected_errors()):
+            return _fail(err)
+        raise
 
 
 if __name__ == "__main__":

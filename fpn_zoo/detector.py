@@ -16,6 +16,7 @@ from fpn_zoo.heads.consistent_supervision import ConsistentSupervisionRoIHeads
 from fpn_zoo.images import ImageError, check_model_input
 from fpn_zoo.necks import AugFPN, Neck, build_neck
 from fpn_zoo.necks.fusion import PyramidFeatures
+from fpn_zoo.voice import offers, option
 from fpn_zoo.weights.hub_mixin import ZooHubMixin
 
 _DEFAULT_TRAINABLE_LAYERS = 3  # torchvision's default whenever pretrained weights are involved
@@ -101,9 +102,20 @@ class ZooDetector(FasterRCNN, ZooHubMixin):
             if math.floor(short * scale) < 1:
                 raise ImageError(
                     f"image {i} of size {image.shape[-2]}x{image.shape[-1]} is too elongated: resized to fit "
-                    f"max_size={max_size} its shorter side drops below one pixel. Images up to an aspect ratio of "
-                    f"{max_size}:1 work; crop or pad it first."
+                    f"{option('max_size', max_size)} its shorter side drops below one pixel. Images up to an aspect "
+                    f"ratio of {max_size}:1 work; crop or pad it first."
                 )
+
+
+def _pretrained_starts() -> str:
+    """The ways to start from trained weights, as the reader passes them."""
+    if offers("init"):  # `fpn-zoo train`
+        return "--init coco, --init backbone or --init PATH"
+    return " or ".join(
+        option(name, placeholder="...") if name == "weights" else option(name, True)
+        for name in ("weights", "pretrained", "pretrained_backbone")
+        if offers(name)
+    )
 
 
 def resolve_trainable_layers(config: ModelConfig, *, is_pretrained: bool) -> int:
@@ -113,8 +125,8 @@ def resolve_trainable_layers(config: ModelConfig, *, is_pretrained: bool) -> int
         return _DEFAULT_TRAINABLE_LAYERS if tbl is None else tbl
     if config.trainable_backbone_layers not in (None, 5):
         warnings.warn(
-            f"trainable_backbone_layers={config.trainable_backbone_layers} has no effect without pretrained weights "
-            "(weights=, pretrained=True or pretrained_backbone=True); training every layer (5), as torchvision does.",
+            f"{option('trainable_backbone_layers', config.trainable_backbone_layers)} has no effect without pretrained "
+            f"weights ({_pretrained_starts()}); training every layer (5), as torchvision does.",
             stacklevel=3,
         )
     return 5

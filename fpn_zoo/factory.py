@@ -13,11 +13,27 @@ from torchvision.models.detection.faster_rcnn import FastRCNNPredictor
 from fpn_zoo.config import ModelConfig
 from fpn_zoo.detector import ZooDetector, build_detector
 from fpn_zoo.registry import get_model_config
+from fpn_zoo.voice import option, say
 from fpn_zoo.weights.checkpoint import LocalCheckpoint, read_checkpoint
 from fpn_zoo.weights.loading import PREDICTOR_PREFIX, assign_state_dict, check_state_dict
 from fpn_zoo.weights.resolve import WeightsNotAvailableError, resolve_pretrained, resolve_weights
 
 __all__ = ["WeightsNotAvailableError", "create_model", "resolve_device"]
+
+
+def _valid_devices() -> str:
+    return say(
+        "'cpu', 'cuda', 'cuda:N', 'mps' or None (auto: CUDA when available, else CPU)",
+        "--device cpu, cuda, cuda:N or mps, or no --device (auto: CUDA when available, else CPU)",
+    )
+
+
+def _instead() -> str:
+    return say("device='cpu' or None (auto)", "--device cpu, or no --device (auto)")
+
+
+def _model_for(name: str) -> str:
+    return say(f"create_model({name!r}, weights=...)", f"--model {name}")
 
 
 def resolve_device(device: torch.device | str | None) -> torch.device:
@@ -32,14 +48,14 @@ def resolve_device(device: torch.device | str | None) -> torch.device:
     try:
         resolved = torch.device(device)
     except (RuntimeError, TypeError) as err:
-        raise ValueError(f"Invalid device {device!r}: use 'cpu', 'cuda', 'cuda:N' or None (auto).") from err
+        raise ValueError(f"Invalid device {device!r}: use {_valid_devices()}.") from err
     if resolved.type == "cuda":
         if not torch.cuda.is_available():
-            raise ValueError(f"Device {device!r} requested but CUDA is not available here; use device='cpu' or None.")
+            raise ValueError(f"Device {device!r} requested but CUDA is not available here; use {_instead()}.")
         if resolved.index is not None and resolved.index >= torch.cuda.device_count():
             raise ValueError(f"Device {device!r}: only {torch.cuda.device_count()} CUDA device(s) here (cuda:0 ...).")
     elif resolved.type == "mps" and not torch.backends.mps.is_available():
-        raise ValueError(f"Device {device!r} requested but MPS is not available here; use device='cpu' or None.")
+        raise ValueError(f"Device {device!r} requested but MPS is not available here; use {_instead()}.")
     return resolved
 
 
@@ -59,13 +75,13 @@ def _base_config(name: str, ckpt: LocalCheckpoint | None) -> ModelConfig:
         if saved_for not in (None, name):
             raise ValueError(
                 f"Weights {ckpt.weights_path} were saved for {saved_for!r}, not {name!r}. "
-                f"Load them with create_model({saved_for!r}, weights=...)."
+                f"Load them with {_model_for(saved_for)}."
             )
         return config
     if ckpt.config.name != name:
         raise ValueError(
             f"Weights {ckpt.weights_path} were exported for {ckpt.config.name!r}, not {name!r}. "
-            f"Load them with create_model({ckpt.config.name!r}, weights=...)."
+            f"Load them with {_model_for(ckpt.config.name)}."
         )
     return ckpt.config
 
@@ -132,7 +148,9 @@ def create_model(
         ['boxes', 'labels', 'scores']
     """
     if weights is not None and pretrained is not False:
-        raise ValueError("Pass either weights=PATH or pretrained=True, not both.")
+        raise ValueError(
+            f"Pass either {option('weights', placeholder='PATH')} or {option('pretrained', True)}, not both."
+        )
     if not isinstance(pretrained, (bool, str)):
         raise TypeError(f"pretrained must be True/False or a weights tag (str), got {pretrained!r}.")
     if num_classes is not None and (
@@ -178,7 +196,7 @@ def create_model(
             if aux is not None:
                 aux.box_predictor = FastRCNNPredictor(aux.box_predictor.cls_score.in_features, config.num_classes)
         warnings.warn(
-            f"{name}: num_classes={config.num_classes} differs from the weights' {ckpt_classes}; re-initialised the "
+            f"{name}: {config.num_classes} class slots, the weights have {ckpt_classes}; re-initialised the "
             f"class-specific predictor and dropped {', '.join(report.dropped)}.",
             stacklevel=2,
         )

@@ -6,6 +6,7 @@ from collections.abc import Callable
 from typing import Any
 
 from fpn_zoo.config import NECK_TITLES, ModelConfig
+from fpn_zoo.project import GITHUB_REPO
 from fpn_zoo.registry import get_model_config, list_models
 
 
@@ -26,8 +27,19 @@ def _docstring(config: ModelConfig) -> str:
         **overrides: Other ModelConfig fields (e.g. box_score_thresh=0.3, pretrained_backbone=True).
 
     Examples:
-        >>> model = torch.hub.load("OWNER/fpn-zoo", "{config.name}", pretrained=True)
+        >>> model = torch.hub.load("{GITHUB_REPO}", "{config.name}", {_example_weights(config.name)}
     """
+
+
+def _example_weights(name: str) -> str:
+    """The weights argument of the docstring's example: the default weights where they exist."""
+    from fpn_zoo.weights.manifest import load_manifest
+
+    default = load_manifest().default_entry(name)
+    if default is None:
+        return "pretrained_backbone=True)  # no trained weights yet: an ImageNet backbone to train from"
+    ap = "" if default.coco_box_ap is None else f", COCO box AP {default.coco_box_ap:g}"
+    return f"pretrained=True)  # default weights: {default.tag}{ap}"
 
 
 def _make_entrypoint(name: str) -> Callable[..., Any]:

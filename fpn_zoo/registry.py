@@ -15,6 +15,7 @@ import itertools
 from typing import get_args
 
 from fpn_zoo.config import BACKBONES, VARIANTS, ModelConfig, NeckName, model_name
+from fpn_zoo.voice import say
 
 _MODELS: dict[str, ModelConfig] = {}  # model name -> its default configuration, in registration order
 
@@ -84,7 +85,8 @@ def get_model_config(name: str) -> ModelConfig:
         close = difflib.get_close_matches(str(name), list(_MODELS), n=3, cutoff=0.5)
         hint = f" Did you mean: {', '.join(close)}?" if close else ""
         raise UnknownModelError(
-            f"Unknown model {name!r}.{hint} See fpn_zoo.list_models() for all {len(_MODELS)} models."
+            f"Unknown model {name!r}.{hint} {say('fpn_zoo.list_models()', '`fpn-zoo list`')} lists all {len(_MODELS)} "
+            "models."
         )
     return _MODELS[name]
 

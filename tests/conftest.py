@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import shutil
 
 import pytest
@@ -24,3 +25,26 @@ def module_scratch(tmp_path_factory):
     folder = tmp_path_factory.mktemp("scratch")
     yield folder
     shutil.rmtree(folder, ignore_errors=True)
+
+
+# A Python keyword argument (`weights=`, `on_invalid='skip'`) or call (`create_model(`, `fpn_zoo.list_models()`) in
+# an `fpn-zoo: error:` line: advice a command-line user cannot follow (fpn_zoo.voice renders it as flags there).
+PYTHON_ADVICE = re.compile(r"(?<![-\w.:/?&=])[a-z][a-z0-9_]*=(?!=)|\bcreate_model\(|\bfpn_zoo\.[a-z_.]+\(")
+
+
+@pytest.fixture(autouse=True)
+def cli_errors_speak_cli(monkeypatch):
+    """Every CLI error line a test provokes names flags and commands, never Python keyword arguments."""
+    import fpn_zoo.cli
+
+    said: list[str] = []
+    fail = fpn_zoo.cli._fail
+
+    def recording_fail(message: object) -> int:
+        said.append(str(message))
+        return fail(message)
+
+    monkeypatch.setattr(fpn_zoo.cli, "_fail", recording_fail)
+    yield
+    python_advice = [m for m in said if PYTHON_ADVICE.search(m)]
+    assert not python_advice, f"CLI errors giving Python advice: {python_advice}"

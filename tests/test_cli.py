@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from cli_steps import printed_commands
 from PIL import Image
 
 import fpn_zoo
@@ -218,6 +219,7 @@ def test_predict_writes_png_and_json_without_overwriting_same_stems(capsys, tmp_
         str(out_dir),
         "--score-thr",
         "0",
+        "--random-init",
         *FAST,
     )
     assert code == 0, err
@@ -253,7 +255,7 @@ def test_predict_missing_image_fails_before_writing(capsys, tmp_path):
     missing = tmp_path / "nope.jpg"
     code, out, err = _run(capsys, "predict", str(missing), "--model", "fpn_r50_coco", "--out", str(out_dir), *FAST)
     assert (code, out) == (2, "")
-    _assert_one_line_error(err, "No such image file", str(missing))
+    _assert_one_line_error(err, f"Image '{missing}' does not exist")
     assert not out_dir.exists()
 
 
@@ -278,7 +280,7 @@ def test_predict_cuda_without_cuda(capsys, tmp_path):
 
 def test_predict_without_images_uses_sample(capsys, tmp_path):
     argv = ["predict", "--model", "fpn_r50_coco", "--out", str(tmp_path), "--min-size", "128", "--max-size", "128"]
-    code, out, err = _run(capsys, *argv)
+    code, out, err = _run(capsys, *argv, "--random-init")
     assert code == 0, err
     assert "No image given: running on the packaged sample image" in out
     record = json.loads((tmp_path / "astronaut.json").read_text())
@@ -287,6 +289,48 @@ def test_predict_without_images_uses_sample(capsys, tmp_path):
     assert record["score_thr"] == 0.5
     assert all(d["score"] >= 0.5 for d in record["detections"])
     assert (tmp_path / "astronaut.png").is_file()
+
+
+def test_predict_without_weights_refuses_with_the_choices(capsys, tmp_path):
+    code, _, err = _run(capsys, "predict", "--model", "bifpn_r50_coco", "--out", str(tmp_path / "o"))
+    assert code == 2
+    _assert_one_line_error(err, "bifpn_r50_coco has no trained weights", "fpn-zoo train --help", "--weights PATH")
+    assert "--random-init" in err and not (tmp_path / "o").exists()
+
+
+def _files(folder: Path) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in sorted(folder.iterdir())}
+
+
+def test_predict_never_replaces_earlier_results_unasked(capsys, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    image = _image(tmp_path / "img.png")
+    argv = ["predict", str(image), "--model", "fpn_r50_coco", "--random-init", "--score-thr", "0", *FAST]
+    assert _run(capsys, *argv)[0] == 0
+    first = _files(tmp_path / "predictions")
+    # The default folder is used: the next free numbered one, said on the console.
+    code, out, err = _run(capsys, *argv)
+    assert code == 0, err
+    assert "predictions holds earlier results" in out and "writing to predictions-2" in out
+    assert _files(tmp_path / "predictions") == first and (tmp_path / "predictions-2" / "img.json").is_file()
+    # A folder the user named: refused, naming the files and the choices, nothing touched.
+    code, out, err = _run(capsys, *argv, "--out", "predictions")
+    assert code == 2
+    _assert_one_line_error(err, "--out predictions would replace", "img.png", "--overwrite", "--out predictions-3")
+    assert _files(tmp_path / "predictions") == first
+    code, _, err = _run(capsys, *argv, "--out", "predictions", "--overwrite")
+    assert code == 0, err
+
+
+def test_predict_pretrained_accepts_a_dataset_for_its_default_tag(capsys, tmp_path):
+    # `--pretrained coco` on a model whose tags are coco_*: the best of them (the fetch itself fails offline here).
+    from fpn_zoo.weights.manifest import load_manifest
+
+    entry = load_manifest().entry("fpn_r50_coco", "coco")
+    assert entry is not None and entry is load_manifest().default_entry("fpn_r50_coco")
+    code, _, err = _run(capsys, "predict", "--model", "fpn_r50_coco", "--pretrained", "nope", "--out", str(tmp_path))
+    assert code == 2
+    _assert_one_line_error(err, "no weights tagged 'nope'", "coco_mmdet_mask_ms3x", "coco_tv", "--pretrained TAG")
 
 
 def test_convert_refuses_non_checkpoint(capsys, tmp_path):
@@ -309,11 +353,11 @@ def test_convert_refuses_unsupported_model(capsys, tmp_path):
     argv = ["convert", "--from", "mmdet", str(src), "--out", str(tmp_path / "o")]
     code, _, err = _run(capsys, *argv)
     assert code == 2
-    _assert_one_line_error(err, "is empty or truncated")
+    _assert_one_line_error(err, "is empty (0 bytes)")
     assert not (tmp_path / "o").exists()
 
 
-def test_convert_then_predict_with_weights(capsys, tmp_path):
+def test_convert_prints_next_steps_that_run_as_printed(capsys, tmp_path, monkeypatch):
     from torchvision.models.detection import fasterrcnn_resnet50_fpn
 
     src = tmp_path / "tv.pth"
@@ -323,17 +367,16 @@ def test_convert_then_predict_with_weights(capsys, tmp_path):
     assert code == 0, err
     assert str(out_dir / "model.safetensors") in out and str(out_dir / "config.json") in out
     assert "Recognised tv.pth: torchvision Faster R-CNN v1, ResNet-50, FPN" in out and "-> fpn_r50_coco" in out
-    assert f"--weights {out_dir}" in out
-    code, info, err = _run(capsys, "info", "fpn_r50_coco", "--no-flops", "--weights", str(out_dir))
+    steps = printed_commands(out)
+    assert [argv[0] for argv in steps] == ["info", "predict"]
+    monkeypatch.chdir(tmp_path)  # predict writes ./predictions
+    code, info, err = _run(capsys, *steps[0])
     assert code == 0, err
     assert "inference    RoIAlign aligned=False sampling_ratio=2" in info
-    image = _image(tmp_path / "img.png")
-    preds = tmp_path / "preds"
-    argv = ["predict", str(image), "--model", "fpn_r50_coco", "--weights", str(out_dir), "--out", str(preds), *FAST]
-    code, _, err = _run(capsys, *argv)
+    code, _, err = _run(capsys, *steps[1])
     assert code == 0, err
     assert "RANDOMLY INITIALISED" not in err
-    assert json.loads((preds / "img.json").read_text())["weights"] == str(out_dir)
+    assert json.loads((tmp_path / "predictions" / "astronaut.json").read_text())["weights"] == str(out_dir)
 
 
 def _console_script() -> list[str]:

@@ -12,19 +12,19 @@ import torch
 import fpn_zoo
 
 REPO = Path(__file__).resolve().parents[1]
-GITHUB_SPEC = "OWNER/fpn-zoo:main"
+GITHUB_SPEC = "fpn-zoo/fpn-zoo:main"
 
 
 @pytest.fixture(scope="module")
 def hub_cache(tmp_path_factory):
-    """A torch.hub cache holding this checkout, as `torch.hub.load("OWNER/fpn-zoo:main", ...)` leaves it.
+    """A torch.hub cache holding this checkout, as `torch.hub.load("fpn-zoo/fpn-zoo:main", ...)` leaves it.
 
     torch.hub.list/help only take GitHub specs; with the ref pinned and the code cached they work offline, which is
     the path users take on a plane. The GitHub download itself cannot be exercised here (no network).
     """
     previous = torch.hub.get_dir()
     hub_dir = tmp_path_factory.mktemp("torch_hub")
-    (hub_dir / "OWNER_fpn-zoo_main").symlink_to(REPO, target_is_directory=True)
+    (hub_dir / "fpn-zoo_fpn-zoo_main").symlink_to(REPO, target_is_directory=True)
     torch.hub.set_dir(str(hub_dir))
     yield hub_dir
     torch.hub.set_dir(previous)

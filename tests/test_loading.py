@@ -169,7 +169,7 @@ def test_unknown_and_identity_overrides_are_refused():
 def test_pretrained_without_weights_explains_the_options():
     with pytest.raises(
         WeightsNotAvailableError,
-        match=r"'bifpn_r50_coco' has no pretrained weights yet.*not trained yet.*pretrained_backbone=True",
+        match=r"'bifpn_r50_coco' has no pretrained weights yet.*Not trained yet.*pretrained_backbone=True",
     ):
         fpn_zoo.create_model("bifpn_r50_coco", pretrained=True)
     with pytest.raises(

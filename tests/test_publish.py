@@ -155,7 +155,7 @@ def test_card_without_metrics_says_so_and_has_no_model_index(plain_export):
     assert f"sha256 `{plain_export.sha256}`" in card.text
     assert f"{count_parameters(fpn_zoo.get_model_config('fpn_r50_coco')):,}" in card.text
     assert "123.46 at 800x800" in card.text
-    assert 'torch.hub.load("OWNER/fpn-zoo", "fpn_r50_coco", weights="hf-hub:YOUR-ORG/YOUR-REPO")' in card.text
+    assert 'torch.hub.load("fpn-zoo/fpn-zoo", "fpn_r50_coco", weights="hf-hub:YOUR-ORG/YOUR-REPO")' in card.text
     assert 'fpn_zoo.create_model("fpn_r50_coco", weights="hf-hub:YOUR-ORG/YOUR-REPO")' in card.text
     assert "num_classes=K" in card.text
     assert "person, bicycle, car" in card.text and "91 class slots" in card.text

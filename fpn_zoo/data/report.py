@@ -12,6 +12,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+from fpn_zoo.voice import offers, option
+
 __all__ = ["NOTE_KINDS", "PROBLEM_KINDS", "DatasetError", "DatasetReport", "DatasetWarning"]
 
 MAX_EXAMPLES = 3
@@ -170,7 +172,8 @@ class DatasetReport:
         if self.ok:
             head = f"'{self.source}': {kept}; no problems."
         elif self.dropped:
-            head = f"'{self.source}': dropped {self.num_problems} invalid items (on_invalid='skip'); kept {kept}."
+            skip = option("on_invalid", "skip")
+            head = f"'{self.source}': dropped {self.num_problems} invalid items ({skip}); kept {kept}."
         else:
             head = f"'{self.source}' has {self.num_problems} invalid items:"
         lines = [head]
@@ -181,9 +184,12 @@ class DatasetReport:
             lines.extend(f"    e.g. {example}" for example in self.examples.get(kind, ()))
             lines.append(f"    fix: {row.fix}")
         if not self.ok and not self.dropped:
-            lines.append(
-                "Fix the file, or pass on_invalid='skip' to drop these items (and the annotations of dropped images "
-                "and categories) and load the rest with a warning."
-            )
+            if offers("on_invalid"):
+                lines.append(
+                    f"Fix the file, or pass {option('on_invalid', 'skip')} to drop these items (and the annotations of "
+                    "dropped images and categories) and load the rest with a warning."
+                )
+            else:
+                lines.append("Fix the file.")
         lines.extend(f"  note: {self.notes[kind]} {what}" for kind, what in NOTE_KINDS.items() if self.notes.get(kind))
         return "\n".join(lines)

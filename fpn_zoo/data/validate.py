@@ -20,6 +20,7 @@ from typing import Any
 from PIL import Image
 
 from fpn_zoo.data.report import MAX_EXAMPLES, DatasetError, DatasetReport
+from fpn_zoo.voice import option
 
 __all__ = ["BOX_TOLERANCE", "Validated", "read_annotation_file", "validate_coco"]
 
@@ -92,8 +93,8 @@ def read_annotation_file(path: str | os.PathLike[str]) -> dict[str, Any]:
         parts = [f"missing top-level keys {missing}" if missing else "", f"{not_lists} not lists" if not_lists else ""]
         raise DatasetError(
             f"'{name}' is not a COCO detection file: {'; '.join(p for p in parts if p)} (found keys: {found}). It "
-            "needs 'images', 'annotations' and 'categories' lists; on_invalid='skip' cannot mend this, as there "
-            "are no items to drop."
+            f"needs 'images', 'annotations' and 'categories' lists; {option('on_invalid', 'skip')} cannot mend this, "
+            "as there are no items to drop."
         )
     return data
 

@@ -12,7 +12,8 @@ from fpn_zoo.docs_site.weights_cell import STATUS_TEXT
 from fpn_zoo.docs_site.weights_tags import metric_figure
 from fpn_zoo.docs_site.zoo_rows import REFERENCE_NAME, ZooRow
 from fpn_zoo.inspect_model import ArchitectureInfo
-from fpn_zoo.publish.card import GITHUB_REPO, CardInputs, build_model_card
+from fpn_zoo.project import GITHUB_REPO
+from fpn_zoo.publish.card import CardInputs, build_model_card
 from fpn_zoo.weights.manifest import WeightsEntry
 
 __all__ = ["render_model_page"]

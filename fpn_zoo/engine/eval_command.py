@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from fpn_zoo.argtypes import add_weights_arguments, check_weights_tag, int_at_least
+from fpn_zoo.outputs import claim_outputs
 
 __all__ = ["add_parser", "run"]
 
@@ -57,6 +58,14 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         "--out", type=Path, metavar="FILE",
         help="metrics JSON to write; detections go beside it as <stem>.detections.json (default: eval/<model>.json)",
     )  # fmt: skip
+    p.add_argument(
+        "--on-invalid", choices=("error", "skip"), default="error",
+        help="invalid items in --ann: error (default) refuses the file, listing them; skip drops them with a warning",
+    )  # fmt: skip
+    p.add_argument(
+        "--overwrite", action="store_true",
+        help="replace an earlier evaluation at --out (default: refuse; without --out: eval/<model>-2.json, ...)",
+    )  # fmt: skip
     p.add_argument("--batch-size", type=int_at_least(1), default=2, metavar="N", help="images per forward (default: 2)")
     p.add_argument("--device", help="cpu, cuda, cuda:N or mps (default: cuda when available, else cpu)")
     p.add_argument(
@@ -76,6 +85,16 @@ def _write_json(path: Path, data: Any, *, indent: int | None) -> None:
     path.write_text(json.dumps(data, indent=indent) + "\n")
 
 
+def _claim(args: argparse.Namespace) -> Path:
+    """Where model mode writes its metrics JSON: never over an earlier evaluation unless --overwrite."""
+    return claim_outputs(
+        args.out or Path("eval") / f"{args.model}.json",
+        lambda path: [path, _detections_path(path)],
+        chosen=args.out is not None,
+        overwrite=args.overwrite,
+    )
+
+
 def _run_detections(args: argparse.Namespace) -> int:
     from fpn_zoo.engine.evaluate import evaluate_detections_file, format_metrics
 
@@ -83,6 +102,8 @@ def _run_detections(args: argparse.Namespace) -> int:
     given += ["--pretrained"] if args.pretrained is not False else []
     if given:
         raise ValueError(f"--detections scores a saved file: drop {', '.join(given)}, or drop --detections.")
+    if args.out is not None:  # before the scoring, not after it
+        claim_outputs(args.out, lambda path: [path], chosen=True, overwrite=args.overwrite)
     result = evaluate_detections_file(args.detections, args.ann)
     print(format_metrics(result))
     if args.out is not None:
@@ -130,7 +151,9 @@ def _run_model(args: argparse.Namespace) -> int:
                 f"meaningless. Weights for it: {weights_status(args.model)}.",
                 file=sys.stderr,
             )
-        dataset = CocoDetection(args.ann, args.images)
+        # Decided before any inference is spent; the other ranks write nothing.
+        out = _claim(args) if main else None
+        dataset = CocoDetection(args.ann, args.images, on_invalid=args.on_invalid)
         model = create_model(args.model, weights=args.weights, pretrained=args.pretrained, device=info.device)
         mapping = match_label_space(model.config.categories, dataset)  # before any inference is spent
         coco91 = tuple(model.config.categories) == COCO_CATEGORIES and mapping.drop_unmapped
@@ -145,7 +168,7 @@ def _run_model(args: argparse.Namespace) -> int:
             progress=not args.no_progress,
         )
         if result is not None:  # rank 0
-            out = args.out or Path("eval") / f"{args.model}.json"
+            assert out is not None  # rank 0 claimed it
             detections_path = _detections_path(out)
             _write_json(detections_path, result.detections, indent=None)
             record = {

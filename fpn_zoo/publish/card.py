@@ -18,16 +18,16 @@ from typing import TYPE_CHECKING, Any
 
 from fpn_zoo.config import NECK_TITLES, ModelConfig
 from fpn_zoo.labels import COCO_CATEGORIES
+from fpn_zoo.project import GITHUB_REPO, HOMEPAGE
 from fpn_zoo.weights.manifest import ManifestError, Metric, check_metric_date
 
 if TYPE_CHECKING:
     from huggingface_hub import EvalResult, ModelCard
 
-__all__ = ["GITHUB_REPO", "REPO_PLACEHOLDER", "CardError", "CardInputs", "build_model_card", "card_metrics"]
+__all__ = ["REPO_PLACEHOLDER", "CardError", "CardInputs", "build_model_card", "card_metrics"]
 
 LIBRARY_NAME = "fpn-zoo"
 TASK = "object-detection"
-GITHUB_REPO = "OWNER/fpn-zoo"  # the torch.hub spec, as in hubconf.py and fpn_zoo.hub
 # Written where the Hub repository is not known yet (``fpn-zoo export``); ``fpn-zoo publish`` fills it in.
 REPO_PLACEHOLDER = "YOUR-ORG/YOUR-REPO"
 _SHOWN_CATEGORIES = 10
@@ -238,7 +238,7 @@ def build_model_card(inputs: CardInputs) -> ModelCard:
     body = [
         f"# {config.name}",
         "",
-        f"Faster R-CNN object detector from [fpn_zoo](https://github.com/{GITHUB_REPO}): timm "
+        f"Faster R-CNN object detector from [fpn_zoo]({HOMEPAGE}): timm "
         f"`{config.backbone_spec.timm_name}` backbone, {config.neck.upper()} neck, torchvision RPN + RoI heads.{tag}",
         "",
         *_model_section(inputs),

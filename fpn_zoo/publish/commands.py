@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shlex
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +29,7 @@ def add_export_command(sub: Any) -> None:
         help="Hub dataset id the weights were trained on (repeatable)",
     )  # fmt: skip
     p.add_argument("--manifest", type=Path, help="manifest to read --tag from (default: the one in use)")
+    p.add_argument("--overwrite", action="store_true", help="replace an earlier export in --out (default: refuse)")
     p.set_defaults(handler=_cmd_export)
 
 
@@ -79,6 +81,7 @@ def _cmd_export(args: argparse.Namespace) -> int:
         license=args.license,
         datasets=args.datasets,
         manifest=args.manifest,
+        overwrite=args.overwrite,
     )
     print(f"Exported {args.model} to {result.out_dir}: model.safetensors ({result.size:,} bytes, sha256 "
           f"{result.sha256}), config.json, README.md.")  # fmt: skip
@@ -91,8 +94,22 @@ def _cmd_export(args: argparse.Namespace) -> int:
     else:
         print("No metrics: the card states that none were measured (give --metrics FILE, or --tag of a manifest "
               "entry that has some).")  # fmt: skip
-    print(f"Review {result.out_dir / 'README.md'}, then: fpn-zoo publish {result.out_dir} --repo-id ORG/NAME --dry-run")
+    # publish needs a tag: the export's, else one for the reader to keep or change (the dataset, docs/manifest.md).
+    tag = "" if args.tag else f" --tag {_dataset_tag(args.model, result.out_dir)}"
+    print(f"Review {result.out_dir / 'README.md'}, then check the upload (nothing is sent): "
+          f"fpn-zoo publish {shlex.quote(str(result.out_dir))} --repo-id ORG/NAME{tag} --dry-run")  # fmt: skip
     return 0
+
+
+def _dataset_tag(model: str, export_dir: Path) -> str:
+    """A weights tag for an export made without one: the model's dataset if it kept that label space, else custom."""
+    from fpn_zoo.registry import get_model_config
+    from fpn_zoo.weights.checkpoint import read_checkpoint
+
+    registered = get_model_config(model)
+    exported = read_checkpoint(export_dir).config
+    same_labels = exported is not None and exported.categories == registered.categories
+    return registered.dataset if same_labels else "custom"
 
 
 def _cmd_publish(args: argparse.Namespace) -> int:

@@ -17,8 +17,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from fpn_zoo.outputs import claim_outputs
 from fpn_zoo.publish.card import CardInputs, build_model_card
-from fpn_zoo.weights.checkpoint import WEIGHTS_FILENAME, read_checkpoint, save_checkpoint
+from fpn_zoo.voice import option
+from fpn_zoo.weights.checkpoint import CONFIG_FILENAME, WEIGHTS_FILENAME, read_checkpoint, save_checkpoint
 from fpn_zoo.weights.manifest import TAG_PATTERN, ManifestError, Metric, WeightsEntry, check_metric_date, load_manifest
 
 if TYPE_CHECKING:
@@ -205,6 +207,7 @@ def export_checkpoint(
     license: str | None = None,
     datasets: Sequence[str] = (),
     manifest: str | os.PathLike[str] | None = None,
+    overwrite: bool = False,
 ) -> ExportResult:
     """Validate a checkpoint by loading it strictly, then write it as an export folder with its model card.
 
@@ -221,6 +224,7 @@ def export_checkpoint(
         license: Licence of the weights; default: the manifest entry's.
         datasets: Hub dataset ids the weights were trained on.
         manifest: Manifest to read ``tag`` from (default: the one in use).
+        overwrite: Replace the export files ``out_dir`` already holds (else they are refused, naming them).
 
     Returns:
         What was written.
@@ -242,9 +246,13 @@ def export_checkpoint(
     source = read_checkpoint(checkpoint)
     out = Path(out_dir)
     if out.exists() and not out.is_dir():
-        raise ExportError(f"--out {str(out)!r} exists and is not a folder.")
+        raise ExportError(f"{option('out_dir', str(out))} exists and is not a folder.")
     if out.resolve() == source.weights_path.parent.resolve():
-        raise ExportError(f"--out {str(out)!r} is the checkpoint's own folder; export into a new folder.")
+        raise ExportError(f"{option('out_dir', str(out))} is the checkpoint's own folder; export into a new folder.")
+    export_files = (WEIGHTS_FILENAME, CONFIG_FILENAME, CARD_FILENAME)
+    claim_outputs(
+        out, lambda folder: [folder / n for n in export_files], chosen=True, overwrite=overwrite, what="out_dir"
+    )
     detector = create_model(model, weights=checkpoint, device="cpu")  # strict: the checkpoint must fit
     entry = _manifest_entry(model, tag, manifest) if tag is not None else None
     categories = detector.config.categories

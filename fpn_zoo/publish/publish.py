@@ -160,7 +160,7 @@ def _resolve_tag(tag: str | None, record: dict[str, Any], export_dir: Path) -> s
     exported_tag = record.get("tag")
     if tag is not None and exported_tag not in (None, tag):
         raise ExportError(
-            f"{export_dir} was exported for tag {exported_tag!r} (its card loads pretrained={exported_tag!r}), not "
+            f"{export_dir} was exported for tag {exported_tag!r} (its card loads the weights tagged so), not "
             f"{tag!r}. Re-export with --tag {tag}, or publish without --tag."
         )
     tag = tag or exported_tag

@@ -20,6 +20,7 @@ import torch
 
 from fpn_zoo.converters import CONVERTERS, Conversion, LayoutError
 from fpn_zoo.registry import get_model_config
+from fpn_zoo.voice import option, say
 from fpn_zoo.weights.checkpoint import save_checkpoint
 from fpn_zoo.weights.integrity import sha256_file
 from fpn_zoo.weights.loading import check_state_dict
@@ -69,7 +70,7 @@ def _target(source: str, upstream: UpstreamFile, model: str | None) -> str:
     if model is not None and model != recognised.model:
         raise LayoutError(
             f"{upstream.path.name} holds a {recognised.description}, which converts to {recognised.model!r}, "
-            f"not {model!r}. Leave out --model (model=None) or pass {recognised.model!r}."
+            f"not {model!r}. Leave out {say('model=None', '--model')} or pass {option('model', recognised.model)}."
         )
     return recognised.model
 

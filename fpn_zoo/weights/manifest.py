@@ -152,17 +152,34 @@ class Manifest:
             >>> load_manifest().default_entry("fpn_r50_coco").tag
             'coco_mmdet_mask_ms3x'
         """
-        available = [e for e in self.entries(name) if e.available]
+        return self._best(self.entries(name))
+
+    @staticmethod
+    def _best(entries: tuple[WeightsEntry, ...]) -> WeightsEntry | None:
+        available = [e for e in entries if e.available]
         if not available:
             return None
         # max() keeps the first of equal keys, so file order breaks ties; entries without the AP rank last.
         return max(available, key=lambda e: -math.inf if e.coco_box_ap is None else e.coco_box_ap)
 
     def entry(self, name: str, tag: str | None = None) -> WeightsEntry | None:
-        """The entry with ``tag``, or the default one (`default_entry`); ``None`` when there is none."""
+        """The entry with ``tag``, or the default one (`default_entry`); ``None`` when there is none.
+
+        A tag's leading parts name a group: ``"coco"``, when no entry is tagged exactly that, is the default among
+        the ``coco_*`` entries with weights (``"coco_mmdet"`` among ``coco_mmdet_*``), so that ``pretrained="coco"``
+        means "COCO weights" on every model, whoever trained them.
+
+        Examples:
+            >>> manifest = load_manifest()
+            >>> manifest.entry("fpn_r50_coco", "coco").tag, manifest.entry("fpn_r50_coco", "coco_tv").tag
+            ('coco_mmdet_mask_ms3x', 'coco_tv')
+        """
         if tag is None:
             return self.default_entry(name)
-        return next((e for e in self.entries(name) if e.tag == tag), None)
+        exact = next((e for e in self.entries(name) if e.tag == tag), None)
+        if exact is not None:
+            return exact
+        return self._best(tuple(e for e in self.entries(name) if e.tag.startswith(f"{tag}_")))
 
     def pretrained_models(self) -> list[str]:
         """Names of the models with weights to load (published or convertible), sorted."""

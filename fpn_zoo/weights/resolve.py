@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from fpn_zoo.voice import in_cli, offers, option, say
 from fpn_zoo.weights.hub_download import HF_HUB_PREFIX, fetch_hub_file, parse_hf_hub_spec
 from fpn_zoo.weights.manifest import WeightsEntry, load_manifest
 
@@ -20,7 +21,8 @@ class WeightsNotAvailableError(RuntimeError):
 
 
 def describe_available(name: str) -> str:
-    """What ``name`` can be loaded with: its manifest tags and the alternatives that need no COCO weights."""
+    """What ``name`` can be loaded with: its manifest tags and the other ways to start, spelled for the reader
+    (keyword arguments from Python, flags from the CLI: `fpn_zoo.voice`)."""
     manifest = load_manifest()
     default = manifest.default_entry(name)
     available = []
@@ -34,13 +36,31 @@ def describe_available(name: str) -> str:
         available.append(f"{e.tag} ({', '.join(facts)})")
     lines = []
     if available:
-        lines.append(f"Its weights: {'; '.join(available)}. Load one with pretrained='TAG'.")
-    lines += [f"'{e.tag}' is not trained yet: {e.recipe}" for e in manifest.entries(name) if not e.available]
-    lines.append(
-        "Without COCO weights: weights=PATH (a local .safetensors file or exported folder), "
-        "weights='hf-hub:ORG/NAME[@REVISION]' (an exported model on the Hub), pretrained_backbone=True (timm ImageNet "
-        "backbone weights), or random init."
-    )
+        if offers("pretrained"):
+            how = f"Load one with {option('pretrained', placeholder='TAG')}."
+        else:  # `fpn-zoo train`, whose --init coco starts from the default weights
+            how = "--init coco starts from the default."
+        lines.append(f"Its weights: {'; '.join(available)}. {how}")
+    untrained = [e.tag for e in manifest.entries(name) if not e.available]
+    if untrained:
+        lines.append(
+            f"Not trained yet: {', '.join(untrained)} ({say('weights_manifest.json', f'`fpn-zoo info {name}`')} "
+            "says how to train it)."
+        )
+    local = "a .safetensors file or exported folder, or hf-hub:ORG/NAME[@REVISION] for an exported model on the Hub"
+    others = []
+    if offers("weights"):
+        others.append(f"{option('weights', placeholder='PATH')} ({local})")
+    elif offers("init"):
+        others.append(f"--init PATH ({local})")
+    if offers("pretrained_backbone"):
+        others.append(f"{option('pretrained_backbone', True)} (timm's ImageNet backbone, then train)")
+    if not in_cli():
+        others.append("no weights argument (random init)")
+    elif offers("random_init"):
+        others.append(f"{option('random_init', True)} (untrained: its boxes mean nothing)")
+    if others:
+        lines.append(f"Other starts: {'; '.join(others)}.")
     return " ".join(lines)
 
 

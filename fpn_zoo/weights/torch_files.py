@@ -98,6 +98,7 @@ def read_upstream_file(path: str | os.PathLike[str]) -> UpstreamFile:
     p = Path(path)
     if not p.is_file():
         raise CheckpointError(f"No checkpoint file at {str(path)!r}.")
+    _check_format(p)
     try:
         with torch.serialization.safe_globals(allowed_globals()):
             obj = torch.load(p, map_location="cpu", weights_only=True)
@@ -106,8 +107,9 @@ def read_upstream_file(path: str | os.PathLike[str]) -> UpstreamFile:
             names = ", ".join(_unsafe_globals(p, err)[:6])
             raise CheckpointError(
                 f"Refused to load {p}: it holds pickled objects of types outside the ones fpn_zoo reads ({names}); "
-                "building them could run code, so nothing was loaded. If you trust the file, re-save its state dict: "
-                "torch.save(torch.load(path, weights_only=False)['state_dict'], 'clean.pth')."
+                "building them could run code, so nothing was loaded. If you trust the file, load it in Python with "
+                "torch.load and weights-only loading turned off, save its state dict alone (torch.save(state_dict, "
+                "'clean.pth')) and convert that."
             ) from err
         raise CheckpointError(f"{p} is not a PyTorch checkpoint ({_first_line(err)}).") from err
     except EOFError as err:
@@ -117,6 +119,27 @@ def read_upstream_file(path: str | os.PathLike[str]) -> UpstreamFile:
             f"{p} is not a PyTorch checkpoint: torch.load cannot read it ({type(err).__name__}: {_first_line(err)})."
         ) from err
     return split_state_dict(obj, p)
+
+
+# torch.save writes a zip archive; before torch 1.6 (and with _use_new_zipfile_serialization=False, as mmcv and
+# detectron2 files often are) a pickle stream, which starts with the PROTO opcode.
+_ZIP_MAGIC, _PICKLE_PROTO = b"PK\x03\x04", 0x80
+
+
+def _check_format(path: Path) -> None:
+    """Refuse, in words, a file that is neither of torch's formats (text, an image, an archive of another kind)."""
+    with path.open("rb") as f:
+        head = f.read(16)
+    if not head:
+        raise CheckpointError(f"{path} is empty (0 bytes): the download or copy did not finish.")
+    if head.startswith(_ZIP_MAGIC) or head[0] == _PICKLE_PROTO:
+        return
+    printable = all(32 <= b < 127 or b in b"\t\r\n" for b in head)
+    kind = f"text: {head.decode('ascii', 'replace')!r}..." if printable else f"bytes {head[:8].hex(' ')}"
+    raise CheckpointError(
+        f"{path} is not a PyTorch checkpoint: it starts with {kind}, not a zip archive or pickle stream as "
+        "torch.save writes them. Give the .pth file the upstream released."
+    )
 
 
 def _first_line(err: Exception) -> str:
