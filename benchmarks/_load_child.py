@@ -78,8 +78,6 @@ class Phases:
         setattr(module, attr, timed)
 
     def install_fpn_zoo(self) -> None:
-        import torch.hub
-
         import fpn_zoo.factory as factory
         import fpn_zoo.weights.checkpoint as checkpoint
         import fpn_zoo.weights.convert as convert
@@ -89,7 +87,7 @@ class Phases:
         # create_model's steps in call order; indented labels run inside the unindented one above them.
         self.wrap(factory, "resolve_pretrained", "resolve_pretrained (manifest, cache check; cold: fetch + convert)")
         self.wrap(integrity, "is_recorded", "  is_recorded (stat against the verification record)")
-        self.wrap(torch.hub, "download_url_to_file", "  download_url_to_file (loopback HTTP)")
+        self.wrap(upstream, "download_url", "  download_url (loopback HTTP)")
         for module in (integrity, upstream, convert):
             self.wrap(module, "sha256_file", "  sha256_file (every call, whichever file)")
         self.wrap(convert, "convert_checkpoint", "  convert_checkpoint")

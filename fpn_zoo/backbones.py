@@ -71,8 +71,20 @@ class TimmBackbone(nn.Module):
         super().__init__()
         import timm  # deferred: importing timm costs a second and `import fpn_zoo` must stay light
 
+        overlay = None
+        if pretrained:
+            # Fetched through fpn_zoo's Hub download, not timm's: an unreachable Hub then fails within seconds with
+            # one line saying what to do, where timm's path retries for a minute and ends in the Hub client's text.
+            from fpn_zoo.weights.hub_download import fetch_timm_weights
+
+            weights_file = fetch_timm_weights(spec.timm_name)
+            overlay = None if weights_file is None else {"file": str(weights_file)}
         self.model = timm.create_model(
-            spec.timm_name, pretrained=pretrained, features_only=True, out_indices=spec.out_indices
+            spec.timm_name,
+            pretrained=pretrained,
+            pretrained_cfg_overlay=overlay,
+            features_only=True,
+            out_indices=spec.out_indices,
         )
         info = self.model.feature_info
         self.channels: list[int] = list(info.channels())

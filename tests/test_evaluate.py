@@ -22,6 +22,7 @@ pytest.importorskip("pycocotools")
 from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
+from fpn_zoo import voice
 from fpn_zoo.engine import eval_command
 from fpn_zoo.engine.evaluate import (
     STAT_NAMES,
@@ -387,6 +388,29 @@ def test_eval_command_detections_mode(bccd, tmp_path, capsys):
     assert record["detections_file"] == str(dets)
     with pytest.raises(ValueError, match="drop --model"):
         eval_command.run(_parse(["--detections", str(dets), "--ann", str(BCCD_VAL), "--model", "fpn_r50_coco"]))
+
+
+def test_eval_command_never_replaces_an_earlier_evaluation_unasked(bccd, tmp_path, capsys, monkeypatch):
+    dets = tmp_path / "dets.json"
+    dets.write_text(json.dumps(_perturbed(bccd)))
+    out = tmp_path / "metrics.json"
+    argv = ["--detections", str(dets), "--ann", str(BCCD_VAL), "--out", str(out)]
+    assert eval_command.run(_parse(argv)) == 0
+    first = out.read_bytes()
+    refused = pytest.raises(FileExistsError, match=rf"--out {out} would replace {out} .*--overwrite")
+    with refused, voice.cli_voice("fpn-zoo eval", {"--out", "--overwrite"}):
+        eval_command.run(_parse(argv))
+    assert out.read_bytes() == first
+    assert eval_command.run(_parse([*argv, "--overwrite"])) == 0
+    # Model mode's default location is eval/<model>.json; a used one moves to eval/<model>-2.json, said on the console.
+    monkeypatch.chdir(tmp_path)
+    model_args = _parse(["--model", "fpn_r50_coco", "--ann", str(BCCD_VAL), "--images", str(BCCD_IMAGES)])
+    assert eval_command._claim(model_args) == Path("eval/fpn_r50_coco.json")
+    Path("eval").mkdir()
+    Path("eval/fpn_r50_coco.detections.json").write_text("[]")
+    capsys.readouterr()
+    assert eval_command._claim(model_args) == Path("eval/fpn_r50_coco-2.json")
+    assert "writing to eval/fpn_r50_coco-2.json instead" in capsys.readouterr().out
 
 
 def test_eval_command_refuses_bad_arguments(tmp_path):

@@ -20,6 +20,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from cli_steps import printed_commands
 from fake_hub import COMMIT, FakeApi, route_hfapi
 from huggingface_hub import HfApi, ModelCard
 from model_helpers import detect, model_with_detections
@@ -348,6 +349,28 @@ def test_failed_upload_leaves_the_manifest_alone(bccd_export, manifest):
     with pytest.raises(UploadError, match=r"Uploading .* failed: 403 Forbidden"):
         publish_export(bccd_export.out_dir, "acme/x", manifest=manifest, api=Refusing())
     assert manifest.read_bytes() == content
+
+
+def test_export_refuses_to_replace_an_export_and_prints_a_publish_step_that_runs(
+    bccd_source, tmp_path, capsys, monkeypatch
+):
+    for name in ("create_repo", "create_branch", "upload_folder"):
+        monkeypatch.setattr(HfApi, name, lambda *a, **k: pytest.fail("the printed dry run touched the Hub"))
+    out = tmp_path / "export"
+    argv = ["export", "--model", "fpn_r50_coco", "--checkpoint", str(bccd_source), "--out", str(out)]
+    assert main(argv) == 0, capsys.readouterr().err
+    printed = capsys.readouterr().out
+    (step,) = printed_commands(printed)
+    assert step[:2] == ["publish", str(out)] and "--tag" in step and "--dry-run" in step
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    assert main(step) == 0, capsys.readouterr().err  # as printed
+    assert "nothing uploaded, nothing written" in capsys.readouterr().out
+    # A second export into the same folder is refused, naming the files; --overwrite replaces them.
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert f"--out {out} would replace" in err and "model.safetensors" in err and "--overwrite" in err
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+    assert main([*argv, "--overwrite"]) == 0, capsys.readouterr().err
 
 
 def test_cli_errors_are_one_line(bccd_export, capsys):

@@ -12,7 +12,9 @@ import logging
 import re
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
+from fpn_zoo.voice import option
 from fpn_zoo.weights.cache import cache_dir, cache_lock, ensure_dir, is_permission_error, not_writable
 from fpn_zoo.weights.integrity import (
     WeightsIntegrityError,
@@ -23,16 +25,32 @@ from fpn_zoo.weights.integrity import (
     sha256_file,
 )
 from fpn_zoo.weights.manifest import REPO_ID_PATTERN
+from fpn_zoo.weights.network import (
+    Cause,
+    WeightsDownloadError,
+    describe,
+    fetch_failed,
+    fill_caches,
+    local_weights,
+    retrying,
+)
+
+__all__ = [
+    "HF_HUB_PREFIX",
+    "HubFile",
+    "WeightsDownloadError",
+    "fetch_hub_file",
+    "fetch_timm_weights",
+    "is_cached",
+    "parse_hf_hub_spec",
+    "timm_weights_cached",
+]
 
 logger = logging.getLogger(__name__)
 
 HF_HUB_PREFIX = "hf-hub:"
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 _REVISION = re.compile(r"^[\w./-]+$")
-
-
-class WeightsDownloadError(RuntimeError):
-    """Weights that could not be fetched; the message says from where, why, and what to do about it."""
 
 
 @dataclass(frozen=True)
@@ -65,12 +83,50 @@ def _where(repo_id: str, revision: str | None) -> str:
     return f"{repo_id}@{revision or 'main'} on {constants.ENDPOINT}"
 
 
-def _translate(err: Exception, repo_id: str, filename: str, revision: str | None) -> Exception:
-    """A huggingface_hub error as one message a user can act on."""
+def _fill_command(repo_id: str, revision: str | None) -> str:
+    """The command that fills the cache with ``repo_id``'s files: ``fpn-zoo download`` for a manifest entry."""
+    from fpn_zoo.weights.manifest import ManifestError, load_manifest
+
+    try:
+        manifest = load_manifest()
+    except ManifestError:  # the error being reported is the download's, not the manifest's
+        manifest = None
+    for name in manifest.models if manifest is not None else ():
+        default = manifest.default_entry(name)
+        for entry in manifest.entries(name):
+            if entry.hub is not None and entry.hub.repo_id == repo_id and revision in (None, entry.hub.revision):
+                return f"fpn-zoo download {name}" + ("" if entry is default else f" --tag {entry.tag}")
+    return f"hf download {repo_id} --revision {revision or 'main'}"
+
+
+def _hub_fill(fill: str) -> str:
+    from huggingface_hub import constants
+
+    return fill_caches(fill, [("HF_HUB_CACHE", constants.HF_HUB_CACHE)])
+
+
+def _translate(
+    err: Exception,
+    repo_id: str,
+    filename: str,
+    revision: str | None,
+    fill: str | None = None,
+    label: str | None = None,
+) -> Exception:
+    """A huggingface_hub (or network) error as one message a user can act on."""
     from huggingface_hub import constants, errors
 
     where = _where(repo_id, revision)
     cache = constants.HF_HUB_CACHE
+    target = f"{filename} of {where}" + (f" ({label})" if label else "")
+    if (
+        isinstance(err, errors.LocalEntryNotFoundError)
+        and not constants.HF_HUB_OFFLINE
+        and isinstance(err.__cause__, errors.HfHubHTTPError)
+    ):
+        # huggingface_hub wraps a failed metadata request in LocalEntryNotFoundError ("check your connection") even
+        # when the server answered with an error status, e.g. a mirror's 500 for a commit it does not have.
+        return _translate(err.__cause__, repo_id, filename, revision, fill, label)
     if isinstance(err, errors.RevisionNotFoundError):
         return WeightsDownloadError(f"Revision {revision!r} does not exist in {repo_id} ({where}).")
     if isinstance(err, errors.RepositoryNotFoundError):
@@ -79,44 +135,91 @@ def _translate(err: Exception, repo_id: str, filename: str, revision: str | None
             f"`hf auth login` or set HF_TOKEN). If revision {revision or 'main'!r} does not exist, some mirrors "
             "answer this way too."
         )
-    if (
-        isinstance(err, errors.LocalEntryNotFoundError)
-        and not constants.HF_HUB_OFFLINE
-        and isinstance(err.__cause__, errors.HfHubHTTPError)
-    ):
-        # huggingface_hub wraps a failed metadata request in LocalEntryNotFoundError ("check your connection") even
-        # when the server answered with an error status, e.g. a mirror's 500 for a commit it does not have.
-        return _translate(err.__cause__, repo_id, filename, revision)
-    if isinstance(err, errors.LocalEntryNotFoundError):
-        reason = (
-            "HF_HUB_OFFLINE=1 forbids downloading"
-            if constants.HF_HUB_OFFLINE
-            else f"the Hub at {constants.ENDPOINT} could not be reached"
-        )
-        return WeightsDownloadError(
-            f"{filename} of {where} is not in the Hugging Face cache {cache} and {reason}. Fill the cache on a "
-            f"connected machine (`fpn-zoo download MODEL`, or `hf download {repo_id} {filename} --revision "
-            f"{revision or 'main'}`) and copy it here (or set HF_HUB_CACHE to it); point HF_ENDPOINT at a mirror; "
-            "or pass weights=PATH to a local file."
-        )
-    if isinstance(err, errors.EntryNotFoundError):  # after LocalEntryNotFoundError, its subclass
+    if isinstance(err, errors.EntryNotFoundError) and not isinstance(err, errors.LocalEntryNotFoundError):
         return WeightsDownloadError(f"{where} has no file {filename!r}.")
-    if isinstance(err, errors.HfHubHTTPError):
+    fill = _hub_fill(fill or _fill_command(repo_id, revision))
+    if isinstance(err, errors.LocalEntryNotFoundError) and constants.HF_HUB_OFFLINE:
         return WeightsDownloadError(
-            f"Downloading {filename} from {where} failed: {str(err).splitlines()[0]}. A mirror may answer a server "
-            f"error for a revision it does not have; check that {revision or 'main'!r} exists in {repo_id}."
+            f"{target} is not in the Hugging Face cache {cache} and HF_HUB_OFFLINE=1 forbids downloading. Next: "
+            + "; or ".join(s for s in (fill, local_weights()) if s)
+            + ".",
+            target=target,
+            cause="HF_HUB_OFFLINE=1 forbids downloading",
+            fill=fill,
         )
+    cause = describe(err, _resolve_url(repo_id, filename, revision))
+    if cause is not None:
+        mirror = "point HF_ENDPOINT at a reachable Hub mirror"
+        if cause.text.startswith("the server answered HTTP 5"):
+            # A mirror (olah) answers 500 for a commit it does not have: the revision may be the problem.
+            mirror = f"check that revision {revision or 'main'!r} exists in {repo_id} on {constants.ENDPOINT}"
+        return fetch_failed(target, cause, fill, alternatives=[local_weights(), mirror])
+    if isinstance(err, errors.LocalEntryNotFoundError):
+        return fetch_failed(target, Cause(f"the Hub at {constants.ENDPOINT} could not be reached", False), fill)
     if isinstance(err, OSError) and is_permission_error(err):
         return not_writable(Path(cache), err, "HF_HUB_CACHE")
     return err
 
 
-def _download(repo_id: str, filename: str, revision: str | None, *, force: bool = False, **hub_kwargs) -> Path:
-    from huggingface_hub import hf_hub_download
+def is_cached(repo_id: str, filename: str, revision: str | None, cache_dir: str | Path | None = None) -> bool:
+    """Whether the Hugging Face cache holds ``filename`` of ``repo_id`` at ``revision`` (no network call)."""
+    from huggingface_hub import try_to_load_from_cache
+
+    return isinstance(try_to_load_from_cache(repo_id, filename, cache_dir=cache_dir, revision=revision), str)
+
+
+def _check_reachable(repo_id: str, filename: str, revision: str | None, hub_kwargs: dict[str, Any]) -> None:
+    """Ask the Hub for the file's metadata, a few bounded tries, before ``hf_hub_download`` may ask for it.
+
+    ``hf_hub_download`` (huggingface_hub 2.x) retries an unreachable Hub with exponential backoff for ~23 s when the
+    file is not cached, and timm asks twice (``model.safetensors``, then ``pytorch_model.bin``): nearly a minute
+    before a host that does not even resolve is reported. This HEAD request fails at once for such a host, and
+    retries only what may pass (server errors, read timeouts) within ~2 s.
+    """
+    from huggingface_hub import constants, get_hf_file_metadata
+
+    from fpn_zoo import __version__
+
+    endpoint = hub_kwargs.get("endpoint")
+    url = _resolve_url(repo_id, filename, revision, endpoint)
+    retrying(
+        lambda: get_hf_file_metadata(
+            url,
+            token=hub_kwargs.get("token"),
+            timeout=hub_kwargs.get("etag_timeout", constants.HF_HUB_ETAG_TIMEOUT),
+            library_name="fpn_zoo",
+            library_version=__version__,
+            endpoint=endpoint,
+        ),
+        what=url,
+        url=url,
+    )
+
+
+def _resolve_url(repo_id: str, filename: str, revision: str | None, endpoint: str | None = None) -> str:
+    from huggingface_hub import hf_hub_url
+
+    return hf_hub_url(repo_id, filename, revision=revision, endpoint=endpoint)
+
+
+def _download(
+    repo_id: str,
+    filename: str,
+    revision: str | None,
+    *,
+    force: bool = False,
+    fill: str | None = None,
+    label: str | None = None,
+    **hub_kwargs,
+) -> Path:
+    from huggingface_hub import constants, hf_hub_download
 
     from fpn_zoo import __version__
 
     try:
+        offline = constants.HF_HUB_OFFLINE or hub_kwargs.get("local_files_only")
+        if not offline and (force or not is_cached(repo_id, filename, revision, hub_kwargs.get("cache_dir"))):
+            _check_reachable(repo_id, filename, revision, hub_kwargs)
         return Path(
             hf_hub_download(
                 repo_id,
@@ -129,10 +232,59 @@ def _download(repo_id: str, filename: str, revision: str | None, *, force: bool 
             )
         )
     except Exception as err:
-        translated = _translate(err, repo_id, filename, revision)
+        translated = _translate(err, repo_id, filename, revision, fill, label)
         if translated is err:
             raise
         raise translated from err
+
+
+def _timm_source(timm_name: str) -> tuple[str, str | None, list[str]] | None:
+    """Where timm takes ``timm_name``'s default weights on the Hub: repository, revision, files in timm's order."""
+    from timm.models import get_pretrained_cfg
+
+    cfg = get_pretrained_cfg(timm_name)
+    if cfg is None or not cfg.hf_hub_id or cfg.file or cfg.state_dict or cfg.custom_load:
+        return None
+    repo_id, _, revision = cfg.hf_hub_id.partition("@")
+    # timm's own order: the configured file, else model.safetensors before its default pytorch_model.bin.
+    candidates = [cfg.hf_hub_filename] if cfg.hf_hub_filename else ["model.safetensors", "pytorch_model.bin"]
+    return repo_id, revision or None, candidates
+
+
+def timm_weights_cached(timm_name: str) -> bool:
+    """Whether timm's default weights for ``timm_name`` are in the Hugging Face cache (no network call)."""
+    source = _timm_source(timm_name)
+    return source is not None and any(is_cached(source[0], name, source[1]) for name in source[2])
+
+
+def fetch_timm_weights(timm_name: str) -> Path | None:
+    """The local file of timm's default ImageNet weights for ``timm_name``, fetched like any Hub file.
+
+    Returns ``None`` where timm does not take them from the Hub (a URL or a custom loader): timm fetches those.
+
+    Raises:
+        WeightsDownloadError: The Hub cannot be reached (one line, within seconds) or does not have the file.
+    """
+    from huggingface_hub import errors
+
+    source = _timm_source(timm_name)
+    if source is None:
+        return None
+    repo_id, revision, candidates = source
+    label = f"timm's ImageNet weights of {timm_name}, for {option('pretrained_backbone', True)}"
+    names = [name for name in candidates if is_cached(repo_id, name, revision)] or candidates
+    for name in names:
+        fill = f"hf download {repo_id} {name}" + (f" --revision {revision}" if revision else "")
+        try:
+            return _download(repo_id, name, revision, fill=fill, label=label)
+        except WeightsDownloadError as err:
+            missing = err.__cause__  # the Hub answered that it has no such file: try the next one, as timm does
+            remote = isinstance(missing, errors.EntryNotFoundError) and not isinstance(
+                missing, errors.LocalEntryNotFoundError
+            )
+            if name == names[-1] or not remote:
+                raise
+    raise AssertionError("unreachable")  # the last name returns or raises
 
 
 def _commit_of(snapshot_path: Path) -> str:
