@@ -46,7 +46,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--workers", type=int, default=1)
     p.add_argument("--device", default="cpu")
-    p.add_argument("--work-dir", type=Path, default=Path("runs/bench-bccd"))
+    p.add_argument("--work-dir", type=Path, default=Path("runs/bench-bccd"), help="one training run per neck")
+    p.add_argument("--overwrite", action="store_true", help="replace the runs an earlier benchmark left in --work-dir")
     p.add_argument("--out", type=Path, default=None, help="results JSON (default docs/results/bccd-finetune-...)")
     return p.parse_args(argv)
 
@@ -92,7 +93,7 @@ def run_neck(neck: str, args: argparse.Namespace) -> dict:
     torch.manual_seed(config.seed)  # the untrained baseline: exactly the weights training starts from
     before = _evaluate(build_training_model(config, val.categories, torch.device(args.device)).eval(), val, args)
     start = time.perf_counter()
-    final = Trainer(config).fit()
+    final = Trainer(config).fit(overwrite=args.overwrite)  # refused without --overwrite: never lose a run unasked
     train_s = time.perf_counter() - start
     after = _evaluate(create_model(name, weights=final, device=args.device), val, args)
     losses = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]

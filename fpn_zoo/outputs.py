@@ -17,6 +17,7 @@ Examples:
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -29,11 +30,21 @@ class OutputExistsError(FileExistsError):
     """Writing would replace files the user did not ask to replace; the message names them and the choices."""
 
 
-def free_sibling(path: Path) -> Path:
-    """The first of ``path-2``, ``path-3``, ... (``stem-2.suffix`` for a file) that does not exist."""
-    n = 2
+def free_sibling(path: Path, *, file: bool = False) -> Path:
+    """The first free name after ``path`` in its numbered series: ``runs/cells`` -> ``runs/cells-2``, ``cells-2`` ->
+    ``cells-3``; a ``file`` keeps its suffix (``m.json`` -> ``m-2.json``), a folder's dots are part of its name.
+
+    Examples:
+        >>> free_sibling(Path("no/such/run.v1")).name, free_sibling(Path("no/such/m.json"), file=True).name
+        ('run.v1-2', 'm-2.json')
+        >>> free_sibling(Path("no/such/cells-2")).name
+        'cells-3'
+    """
+    stem, suffix = (path.stem, path.suffix) if file else (path.name, "")
+    numbered = re.fullmatch(r"(.+)-(\d+)", stem)
+    base, n = (numbered[1], int(numbered[2]) + 1) if numbered else (stem, 2)
     while True:
-        candidate = path.with_name(f"{path.stem}-{n}{path.suffix}")
+        candidate = path.with_name(f"{base}-{n}{suffix}")
         if not candidate.exists():
             return candidate
         n += 1
@@ -50,6 +61,7 @@ def claim_outputs(
     *,
     chosen: bool,
     overwrite: bool,
+    file: bool = False,
     what: str = "out",
 ) -> Path:
     """The location to write to: ``location`` when nothing in it would be replaced, else a decision.
@@ -60,6 +72,7 @@ def claim_outputs(
         chosen: Whether the user gave ``location``; a default location that is used is replaced by the first free
             numbered sibling, and the change is printed.
         overwrite: The user asked to replace existing files (``--overwrite``).
+        file: ``location`` is a file (its numbered siblings keep its suffix), not a folder.
         what: The option naming the location, for messages (``out`` -> ``--out`` / ``out=``).
 
     Returns:
@@ -71,7 +84,7 @@ def claim_outputs(
     taken = [p for p in files_in(location) if p.exists()]
     if not taken or overwrite:
         return location
-    sibling = free_sibling(location)
+    sibling = free_sibling(location, file=file)
     if not chosen:
         print(f"{location} holds earlier results ({_shown(taken)}): writing to {sibling} instead.")
         return sibling

@@ -92,6 +92,7 @@ def _claim(args: argparse.Namespace) -> Path:
         lambda path: [path, _detections_path(path)],
         chosen=args.out is not None,
         overwrite=args.overwrite,
+        file=True,
     )
 
 
@@ -103,7 +104,7 @@ def _run_detections(args: argparse.Namespace) -> int:
     if given:
         raise ValueError(f"--detections scores a saved file: drop {', '.join(given)}, or drop --detections.")
     if args.out is not None:  # before the scoring, not after it
-        claim_outputs(args.out, lambda path: [path], chosen=True, overwrite=args.overwrite)
+        claim_outputs(args.out, lambda path: [path], chosen=True, overwrite=args.overwrite, file=True)
     result = evaluate_detections_file(args.detections, args.ann)
     print(format_metrics(result))
     if args.out is not None:

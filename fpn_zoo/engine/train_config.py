@@ -1,7 +1,8 @@
 """``TrainConfig``: every setting of a training run, validated, and the same fields from the CLI or a YAML file.
 
 A run folder keeps its config as ``train_config.json``; ``--resume`` compares it field by field with the config it
-is given and refuses a resume whose model, data or schedule differ, naming the differences.
+is given and refuses a resume whose model, data or schedule differ, naming the differences. The field defaults are
+what ``fpn-zoo train --help`` shows.
 """
 
 from __future__ import annotations
@@ -13,10 +14,13 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Literal
 
+from fpn_zoo.voice import option, say
+
 Init = str  # "coco" | "backbone" | "scratch" | "auto" | a weights path or "hf-hub:..." reference
 INIT_CHOICES = ("auto", "coco", "backbone", "scratch")
-# Fields that may change between a run and its resume: they do not change what is computed.
-RESUMABLE_CHANGES = frozenset({"workers", "log_every", "checkpoint_every", "progress", "device"})
+# Fields that may change between a run and its resume: they do not change what is computed (evaluation leaves the
+# training's random state as it was, so how often it runs does not either).
+RESUMABLE_CHANGES = frozenset({"workers", "log_every", "checkpoint_every", "eval_every", "progress", "device"})
 
 
 @dataclass(frozen=True)
@@ -28,7 +32,7 @@ class TrainConfig:
         train_ann: COCO-format training annotations.
         train_images: Folder of the training images.
         out: Run folder: ``train_config.json``, ``log.jsonl``, ``checkpoints/``, ``final/``.
-        val_ann: Optional validation annotations, evaluated with COCOeval after each epoch.
+        val_ann: Optional validation annotations, scored with COCOeval as ``eval_every`` says and at the end.
         val_images: Folder of the validation images (with ``val_ann``).
         init: ``"coco"`` (the model's COCO weights, class predictor re-initialised), ``"backbone"`` (timm ImageNet
             backbone), ``"scratch"``, ``"auto"`` (coco when the manifest has weights, else backbone), or a weights
@@ -55,8 +59,12 @@ class TrainConfig:
         hflip: Horizontal-flip probability of the training augmentation.
         jitter: Add colour jitter to the training augmentation.
         aspect_ratio_group_factor: Batch images of similar aspect ratio (torchvision's 3); ``-1`` disables.
+        on_invalid: Invalid items of the annotation files: ``"error"`` refuses the file, listing them; ``"skip"``
+            drops them (with their images' annotations) and warns (`fpn_zoo.data.CocoDetection`).
         seed: Seed of the model init, the data order and the augmentation.
         checkpoint_every: Also checkpoint every N steps (checkpoints are always written at each epoch's end).
+        eval_every: Evaluate on the validation set every N epochs, and always at the end of the run; ``None`` =
+            every epoch for a run given in ``epochs``, at the end only for a run given in ``iters``.
         workers: Data-loading processes per training process.
         log_every: Steps between log lines.
         device: ``None`` = CUDA when available (the local rank's GPU under torchrun), else CPU.
@@ -90,8 +98,10 @@ class TrainConfig:
     hflip: float = 0.5
     jitter: bool = False
     aspect_ratio_group_factor: int = 3
+    on_invalid: Literal["error", "skip"] = "error"
     seed: int = 0
     checkpoint_every: int = 1000
+    eval_every: int | None = None
     workers: int = 2
     log_every: int = 20
     device: str | None = None
@@ -101,16 +111,27 @@ class TrainConfig:
     def __post_init__(self) -> None:
         object.__setattr__(self, "lr_steps", tuple(float(s) for s in self.lr_steps))
         if (self.epochs is None) == (self.iters is None):
-            raise ValueError("Give exactly one of epochs and iters (the length of the run).")
-        for name in ("epochs", "iters", "batch_size", "checkpoint_every", "log_every"):
+            raise ValueError(
+                f"Give exactly one of {option('epochs', placeholder='N')} and {option('iters', placeholder='N')} "
+                "(the length of the run)."
+            )
+        for name in ("epochs", "iters", "batch_size", "checkpoint_every", "eval_every", "log_every"):
             value = getattr(self, name)
             if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 1):
                 raise ValueError(f"{name} must be an integer >= 1, got {value!r}.")
         if (self.val_ann is None) != (self.val_images is None):
-            raise ValueError("Give both val_ann and val_images, or neither.")
+            raise ValueError(
+                f"Give both {option('val_ann', placeholder='FILE')} and {option('val_images', placeholder='DIR')}, "
+                "or neither."
+            )
         if not (isinstance(self.init, str) and self.init):
             raise ValueError(f"init must be one of {INIT_CHOICES} or a weights path, got {self.init!r}.")
-        choices = {"optimizer": ("sgd", "adamw"), "schedule": ("step", "cosine"), "amp": ("none", "bf16", "fp16")}
+        choices = {
+            "optimizer": ("sgd", "adamw"),
+            "schedule": ("step", "cosine"),
+            "amp": ("none", "bf16", "fp16"),
+            "on_invalid": ("error", "skip"),
+        }
         for name, valid in choices.items():
             if getattr(self, name) not in valid:
                 raise ValueError(f"{name} must be one of {valid}, got {getattr(self, name)!r}.")
@@ -126,6 +147,11 @@ class TrainConfig:
             raise ValueError(f"hflip is a probability in [0, 1], got {self.hflip!r}.")
         if self.workers < 0:
             raise ValueError(f"workers must be >= 0, got {self.workers}.")
+
+    @property
+    def evaluation_interval(self) -> int | None:
+        """Epochs between evaluations: ``eval_every``, else 1 in a run of epochs, ``None`` (at the end) in steps."""
+        return self.eval_every or (1 if self.epochs is not None else None)
 
     @property
     def init_kind(self) -> str:
@@ -151,7 +177,9 @@ class TrainConfig:
             if f.name in {"model", "train_ann", "train_images", "out"} and f.name not in data
         )
         if missing:
-            raise ValueError(f"Missing training settings {missing}.")
+            given = say("", " (as flags, or keys of the --config file)")
+            names = ", ".join(option(name, placeholder="...") for name in missing)
+            raise ValueError(f"Missing training settings: {names}{given}.")
         return cls(**data)
 
     @classmethod

@@ -6,6 +6,12 @@ process) and each sample's augmentation only on ``(seed, epoch, index)``
 was interrupted. A resume restores model, optimiser, scheduler, scaler, EMA and RNG states, rebuilds the epoch's batches
 and skips those already done without loading them, so an interrupted run continues exactly as an uninterrupted one
 would.
+
+The run talks on the main process: what it will do, a table line per epoch (loss, COCO AP and AP50, the time the
+evaluation took, and beforehand its estimated cost) and the final metrics. It evaluates every epoch of a run given in
+epochs, only at the end of one given in steps, or every ``eval_every`` epochs, and never changes a folder that holds
+another run unless told to resume or to overwrite it
+([`check_run_folder`][fpn_zoo.engine.checkpoints.check_run_folder]).
 """
 
 from __future__ import annotations
@@ -13,7 +19,7 @@ from __future__ import annotations
 import json
 import logging
 import math
-import random
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,16 +29,26 @@ import torch
 from torch import nn
 from torch.utils.data import BatchSampler, DataLoader, Dataset, DistributedSampler
 
-from fpn_zoo.engine.checkpoints import latest_checkpoint, read_training_state, write_checkpoint
+from fpn_zoo.engine import train_console
+from fpn_zoo.engine.checkpoints import (
+    CONFIG_FILE,
+    ResumeError,
+    check_run_folder,
+    latest_checkpoint,
+    read_training_state,
+    remove_run,
+    rng_state,
+    set_rng_state,
+    write_checkpoint,
+)
 from fpn_zoo.engine.model_init import build_training_model
 from fpn_zoo.engine.optim import build_optimizer, build_scheduler
 from fpn_zoo.engine.train_config import TrainConfig
+from fpn_zoo.voice import in_cli, option
+
+__all__ = ["Position", "ResumeError", "SeededSamples", "Trainer"]  # ResumeError lives in checkpoints
 
 logger = logging.getLogger(__name__)
-
-
-class ResumeError(ValueError):
-    """A ``--resume`` that cannot continue the run in the folder (another model or config, no checkpoint)."""
 
 
 class SeededSamples(Dataset):
@@ -63,20 +79,6 @@ class Position:
     global_step: int = 0
 
 
-def _rng_state() -> dict[str, Any]:
-    state: dict[str, Any] = {"torch": torch.get_rng_state(), "python": random.getstate()}
-    if torch.cuda.is_available():
-        state["cuda"] = torch.cuda.get_rng_state_all()
-    return state
-
-
-def _set_rng_state(state: dict[str, Any]) -> None:
-    torch.set_rng_state(state["torch"])
-    random.setstate(state["python"])
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
-
-
 class Trainer:
     """Runs `TrainConfig` to the end: ``Trainer(config).fit(resume=...)`` returns the ``final/`` folder.
 
@@ -100,9 +102,12 @@ class Trainer:
             config.train_ann,
             config.train_images,
             transforms=build_train_transforms(hflip=config.hflip, jitter=config.jitter),
+            on_invalid=config.on_invalid,
         )
         self.val_set = (
-            CocoDetection(config.val_ann, config.val_images) if config.val_ann and config.val_images else None
+            CocoDetection(config.val_ann, config.val_images, on_invalid=config.on_invalid)
+            if config.val_ann and config.val_images
+            else None
         )
         torch.manual_seed(config.seed)  # the same initial weights on every rank
         self.model = build_training_model(config, self.train_set.categories, self.device)
@@ -114,6 +119,10 @@ class Trainer:
         self.scheduler = build_scheduler(self.optimizer, config, self.total_steps)
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=config.amp == "fp16")
         self.position = Position()
+        # For the console: the mean loss since the last table line, and seconds per image of training and evaluation.
+        self._loss = [0.0, 0]  # sum, steps
+        self._train_time = [0.0, 0]  # seconds, images of this process
+        self._eval_s_per_image: float | None = None
 
     # -- setup -----------------------------------------------------------------------------------------------------
 
@@ -170,7 +179,7 @@ class Trainer:
             "scheduler": self.scheduler.state_dict(),
             "scaler": self.scaler.state_dict(),
             "ema": self.ema.state_dict() if self.ema is not None else None,
-            "rng": _rng_state(),
+            "rng": rng_state(),
             "position": vars(self.position).copy(),
         }
 
@@ -183,19 +192,9 @@ class Trainer:
         self._barrier()
 
     def _resume(self) -> None:
-        saved_config = self.out / "train_config.json"
-        if not saved_config.is_file():
-            raise ResumeError(f"--resume: {self.out} holds no training run (no train_config.json).")
-        previous = TrainConfig.from_dict(json.loads(saved_config.read_text()))
-        changes = self.config.differences(previous)
-        if changes:
-            raise ResumeError(
-                f"--resume refused: the run in {self.out} was started with other settings ({'; '.join(changes)}). "
-                "Resume with the same settings, or start a new run in another --out folder."
-            )
         folder = latest_checkpoint(self.out)
-        if folder is None:
-            raise ResumeError(f"--resume: {self.out} has no checkpoint yet; start the run again without --resume.")
+        if folder is None:  # check_run_folder refuses this case; the folder changed since
+            raise ResumeError(f"{self.out} has no checkpoint to resume from.")
         from safetensors.torch import load_file
 
         self.model.load_state_dict(load_file(folder / "model.safetensors", device=str(self.device)))
@@ -205,40 +204,61 @@ class Trainer:
         self.scaler.load_state_dict(state["scaler"])
         if self.ema is not None and state["ema"] is not None:
             self.ema.load_state_dict(state["ema"])
-        _set_rng_state(state["rng"])
+        set_rng_state(state["rng"])
         self.position = Position(**state["position"])
         self._log({"event": "resume", "from": str(folder), **vars(self.position)})
+        self._say(f"Resuming the run in {self.out} from {folder.name} (epoch {self.position.epoch}).")
 
     # -- the loop --------------------------------------------------------------------------------------------------
 
-    def fit(self, *, resume: bool = False) -> Path:
-        """Train to the end (or continue the run in ``out`` with ``resume``); returns the ``final/`` folder."""
+    def fit(self, *, resume: bool = False, overwrite: bool = False) -> Path:
+        """Train to the end and return the ``final/`` folder.
+
+        Args:
+            resume: Continue the run in ``config.out`` from its latest checkpoint (with the same settings).
+            overwrite: Replace the run in ``config.out``: the files it wrote are removed first, and said so.
+
+        Raises:
+            RunFolderError: ``config.out`` holds a run and neither ``resume`` nor ``overwrite`` is set, or
+                ``resume`` finds no run to continue (``ResumeError``); the message says which option to pass.
+        """
+        check_run_folder(self.config, resume=resume, overwrite=overwrite)
+        self._barrier()  # every process has read the folder before the main one changes it
         if resume:
             self._resume()
         elif self.is_main:
+            if overwrite:
+                removed, kept = remove_run(self.out)
+                note = f"; kept {', '.join(kept)} (not written by a training run)" if kept else ""
+                self._say(f"Overwriting the run in {self.out}: removed {', '.join(removed) or 'nothing'}{note}.")
             self.out.mkdir(parents=True, exist_ok=True)
-            self.config.save(self.out / "train_config.json")
+            self.config.save(self.out / CONFIG_FILE)
+        self._say(self._plan())
         epochs = math.ceil(self.total_steps / self.batches_per_epoch)
         progress = self._progress_bar()
         while self.position.global_step < self.total_steps:
             self._train_epoch(self.position.epoch, progress)
-            if self.position.step_in_epoch >= self.batches_per_epoch:  # a whole epoch: checkpoint, evaluate
+            if self.position.step_in_epoch >= self.batches_per_epoch:  # a whole epoch: checkpoint, evaluate, report
                 self.position = Position(self.position.epoch + 1, 0, self.position.global_step)
                 self._checkpoint()
-                self._evaluate(self.position.epoch)
+                self._end_of_epoch(last=self.position.global_step >= self.total_steps)
             if self.position.epoch >= epochs:
                 break
         if progress is not None:
             progress.close()
         if self.position.step_in_epoch:  # an --iters run ending mid-epoch
             self._checkpoint()
-            self._evaluate(self.position.epoch + 1)
-        return self._write_final()
+            self._end_of_epoch(last=True)
+        final = self._write_final()
+        if not in_cli():  # the command line prints its own next steps
+            self._say(f"Final weights: {final} (fpn_zoo.create_model({self.config.model!r}, weights={str(final)!r}))")
+        return final
 
     def _train_epoch(self, epoch: int, progress: Any) -> None:
         self.module.train()
         loader = self._loader(epoch, skip=self.position.step_in_epoch)
         window_start, window_images = time.perf_counter(), 0
+        step_start = window_start
         for images, targets in loader:
             if self.position.global_step >= self.total_steps:
                 return
@@ -248,6 +268,10 @@ class Trainer:
             self.position.step_in_epoch += 1
             self.position.global_step += 1
             window_images += len(images) * self.dist.world_size
+            self._loss = [self._loss[0] + losses["loss"], self._loss[1] + 1]
+            now = time.perf_counter()  # loading included: it is part of an evaluation's time too
+            self._train_time = [self._train_time[0] + now - step_start, self._train_time[1] + len(images)]
+            step_start = now
             if progress is not None:
                 progress.update(1)
                 progress.set_postfix(loss=f"{losses['loss']:.3f}", lr=f"{self.scheduler.get_last_lr()[0]:.2e}")
@@ -276,7 +300,8 @@ class Trainer:
             raise FloatingPointError(
                 f"Loss is {loss.item()} at step {self.position.global_step} "
                 f"({ {k: round(v.item(), 4) for k, v in loss_dict.items()} }). "
-                "Lower the learning rate (--lr), enable --clip-grad-norm, or check the annotations."
+                f"Lower the learning rate ({option('lr', placeholder='LR')}), clip the gradients "
+                f"({option('clip_grad_norm', placeholder='NORM')}), or check the annotations."
             )
         self.optimizer.zero_grad(set_to_none=True)
         self.scaler.scale(loss).backward()
@@ -295,22 +320,82 @@ class Trainer:
     def _eval_model(self) -> nn.Module:
         return self.ema.module if self.ema is not None else self.model
 
-    def _evaluate(self, epoch: int) -> None:
-        if self.val_set is None:
-            return
+    def _end_of_epoch(self, *, last: bool) -> None:
+        """Evaluate when due, print the epoch's table line, and the final metrics at the end of the run."""
+        every = self.config.evaluation_interval
+        due = last or (self.position.step_in_epoch == 0 and every is not None and self.position.epoch % every == 0)
+        result, seconds = self._evaluate(last) if due and self.val_set is not None else (None, None)
+        if self.config.epochs is not None or seconds is not None or last:  # --iters runs: at evaluations only
+            self._say(self._table_line(result, seconds))
+            self._loss = [0.0, 0]
+        if last and result is not None:
+            from fpn_zoo.engine.evaluate import format_metrics
+
+            self._say(format_metrics(result))
+
+    def _evaluate(self, last: bool) -> tuple[Any, float]:
         from fpn_zoo.engine.evaluate import evaluate_model
 
-        result = evaluate_model(
-            self._eval_model(),
-            self.val_set,
-            batch_size=self.config.batch_size,
-            device=self.device,
-            num_workers=self.config.workers,
-            distributed=self.dist.world_size > 1,
-            progress=self.config.progress,
-        )
+        self._say(self._eval_estimate(last))
+        start = time.perf_counter()
+        cuda = [self.device.index or 0] if self.device.type == "cuda" else []
+        with torch.random.fork_rng(devices=cuda):  # the training's random state stays as if it had not run
+            result = evaluate_model(
+                self._eval_model(),
+                self.val_set,  # type: ignore[arg-type]
+                batch_size=self.config.batch_size,
+                device=self.device,
+                num_workers=self.config.workers,
+                distributed=self.dist.world_size > 1,
+                progress=self.config.progress,
+            )
+        seconds = time.perf_counter() - start
+        self._eval_s_per_image = seconds / self._eval_images_per_process()
         if result is not None:
-            self._log({"event": "eval", "epoch": epoch, "step": self.position.global_step, **result.to_dict()})
+            self._log(
+                {
+                    "event": "eval",
+                    "epoch": self.position.epoch + (1 if self.position.step_in_epoch else 0),  # the one in progress
+                    "step": self.position.global_step,
+                    **result.to_dict(),
+                    "seconds": round(seconds, 3),
+                    "train_loss": self._loss[0] / self._loss[1] if self._loss[1] else None,  # since the last line
+                }
+            )
+        return result, seconds
+
+    # -- the console (main process only) ----------------------------------------------------------------------------
+
+    def _eval_images_per_process(self) -> int:
+        return max(1, math.ceil(len(self.val_set) / self.dist.world_size))  # type: ignore[arg-type]
+
+    def _plan(self) -> str:
+        val_images = None if self.val_set is None else len(self.val_set)
+        return train_console.plan_line(
+            self.config.model, self.out, self.total_steps, self.batches_per_epoch, val_images,
+            self.config.evaluation_interval,
+        )  # fmt: skip
+
+    def _eval_estimate(self, last: bool) -> str:
+        return train_console.eval_estimate(
+            len(self.val_set), self.dist.world_size, self._eval_images_per_process(),  # type: ignore[arg-type]
+            self._train_time, self._eval_s_per_image, last=last,
+        )  # fmt: skip
+
+    def _table_line(self, result: Any, seconds: float | None) -> str:
+        metrics = None if self.val_set is None else (result.metrics if result is not None else {})
+        mean_loss = self._loss[0] / self._loss[1] if self._loss[1] else None
+        return train_console.table_line(
+            self.position, self.total_steps, self.batches_per_epoch, mean_loss, metrics, seconds
+        )
+
+    def _say(self, text: str) -> None:
+        if not self.is_main:
+            return
+        from tqdm.auto import tqdm
+
+        tqdm.write(text, file=sys.stdout)  # above an open progress bar, not through it
+        sys.stdout.flush()
 
     def _write_final(self) -> Path:
         from fpn_zoo.weights.checkpoint import save_checkpoint
