@@ -10,7 +10,14 @@ import re
 from collections.abc import Callable
 from pathlib import Path
 
-__all__ = ["add_weights_arguments", "check_weights_tag", "int_at_least", "split_size"]
+__all__ = [
+    "add_fast_argument",
+    "add_weights_arguments",
+    "check_weights_tag",
+    "fast_setting",
+    "int_at_least",
+    "split_size",
+]
 
 _SIZE = re.compile(r"^\s*(\d+)\s*[xX]\s*(\d+)\s*$")
 
@@ -75,6 +82,26 @@ def add_weights_arguments(parser: argparse.ArgumentParser, *, random_init: bool 
             "--random-init", action="store_true",
             help="no weights: a randomly initialised model, to check the pipeline (its detections mean nothing)",
         )  # fmt: skip
+
+
+def add_fast_argument(parser: argparse.ArgumentParser) -> None:
+    """``--fast on|off|bf16``: the fast inference path (``create_model(fast=...)``), on by default."""
+    parser.add_argument(
+        "--fast", choices=("on", "off", "bf16"), default="on",
+        help="inference path: on = BatchNorm folded into the convolutions, channels-last where faster, inference mode "
+        "(same detections to float rounding); off = the plain model; bf16 = on plus bf16 autocast, native bf16 "
+        "hardware only, detections move (default: on)",
+    )  # fmt: skip
+
+
+def fast_setting(value: str) -> bool | str:
+    """``--fast``'s value as ``create_model(fast=...)`` takes it.
+
+    Examples:
+        >>> fast_setting("on"), fast_setting("off"), fast_setting("bf16")
+        (True, False, 'bf16')
+    """
+    return {"on": True, "off": False}.get(value, value)
 
 
 def check_weights_tag(pretrained: bool | str, hint: str = "") -> None:

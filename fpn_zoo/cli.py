@@ -28,7 +28,14 @@ import sys
 from pathlib import Path
 from typing import Any, NoReturn
 
-from fpn_zoo.argtypes import add_weights_arguments, check_weights_tag, int_at_least, split_size
+from fpn_zoo.argtypes import (
+    add_fast_argument,
+    add_weights_arguments,
+    check_weights_tag,
+    fast_setting,
+    int_at_least,
+    split_size,
+)
 from fpn_zoo.bench.command import add_parser as add_bench_command
 from fpn_zoo.docs_site.command import add_parser as add_docs_command
 from fpn_zoo.engine.eval_command import add_parser as add_eval_command
@@ -126,6 +133,7 @@ def build_parser() -> argparse.ArgumentParser:
     )  # fmt: skip
     p.add_argument("--overwrite", action="store_true", help="replace earlier results in --out (default: refuse)")
     p.add_argument("--device", help="cpu, cuda, cuda:N or mps (default: cuda when available, else cpu)")
+    add_fast_argument(p)
     p.add_argument(
         "--score-thr", type=_score_threshold, default=0.5, metavar="T",
         help="keep detections with score >= T, in [0, 1] (default: 0.5)",
@@ -327,7 +335,10 @@ def _cmd_predict(args: argparse.Namespace) -> int:
     for key in ("min_size", "max_size"):
         if getattr(args, key) is not None:
             overrides[key] = getattr(args, key)
-    model = create_model(args.model, weights=args.weights, pretrained=pretrained, device=device, **overrides)
+    model = create_model(
+        args.model, weights=args.weights, pretrained=pretrained, device=device, fast=fast_setting(args.fast),
+        **overrides,
+    )  # fmt: skip
     categories = model.config.categories
     out.mkdir(parents=True, exist_ok=True)
     for path, stem in zip(paths, stems, strict=True):

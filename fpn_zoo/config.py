@@ -34,20 +34,22 @@ class BackboneSpec:
         timm_name: Architecture name passed to ``timm.create_model``.
         out_indices: Feature indices giving the stride-4/8/16/32 maps (C2-C5).
         output_norm: Whether each output level gets its own LayerNorm, as detection ConvNeXt does.
+        family: The architecture family, for choices that depend on how it computes (the fast path's layout).
     """
 
     timm_name: str
     out_indices: tuple[int, ...]
     output_norm: bool
+    family: Literal["resnet", "convnext"]
 
 
 # One table maps the user's short names onto timm (STYLE rule 1).
 BACKBONES: dict[str, BackboneSpec] = {
-    "r50": BackboneSpec("resnet50", (1, 2, 3, 4), output_norm=False),
-    "r101": BackboneSpec("resnet101", (1, 2, 3, 4), output_norm=False),
-    "convnext_t": BackboneSpec("convnext_tiny", (0, 1, 2, 3), output_norm=True),
-    "convnext_s": BackboneSpec("convnext_small", (0, 1, 2, 3), output_norm=True),
-    "convnext_b": BackboneSpec("convnext_base", (0, 1, 2, 3), output_norm=True),
+    "r50": BackboneSpec("resnet50", (1, 2, 3, 4), output_norm=False, family="resnet"),
+    "r101": BackboneSpec("resnet101", (1, 2, 3, 4), output_norm=False, family="resnet"),
+    "convnext_t": BackboneSpec("convnext_tiny", (0, 1, 2, 3), output_norm=True, family="convnext"),
+    "convnext_s": BackboneSpec("convnext_small", (0, 1, 2, 3), output_norm=True, family="convnext"),
+    "convnext_b": BackboneSpec("convnext_base", (0, 1, 2, 3), output_norm=True, family="convnext"),
 }
 
 NECK_TITLES: dict[str, str] = {

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import math
 import warnings
+from typing import Any
 
+import torch
 from torch import Tensor, nn
 from torchvision.models.detection import FasterRCNN
 
 from fpn_zoo.backbones import TimmBackbone
 from fpn_zoo.config import ModelConfig
+from fpn_zoo.fast_path import FastPath, fast_forward, make_fast, refusal
 from fpn_zoo.heads import SoftRoISelection
 from fpn_zoo.heads.builder import finish_heads, head_parts
 from fpn_zoo.heads.consistent_supervision import ConsistentSupervisionRoIHeads
@@ -30,6 +33,7 @@ class BackboneWithNeck(nn.Module):
         self.body = body
         self.neck = neck
         self.out_channels: int = neck.out_channels
+        self.memory_format = torch.contiguous_format  # channels_last on the fast path (fpn_zoo.fast_path)
 
     @property
     def level_strides(self) -> tuple[int, ...]:
@@ -37,7 +41,7 @@ class BackboneWithNeck(nn.Module):
         return (*self.body.strides, 2 * self.body.strides[-1])
 
     def forward(self, x: Tensor) -> PyramidFeatures:
-        return self.neck(self.body(x))
+        return self.neck(self.body(x.contiguous(memory_format=self.memory_format)))
 
 
 class ZooDetector(FasterRCNN, ZooHubMixin):
@@ -87,11 +91,44 @@ class ZooDetector(FasterRCNN, ZooHubMixin):
                 self.roi_heads, in_channels=backbone.out_channels, weight=config.consistent_supervision_weight
             )
         self.config = config
+        self.fast_path: FastPath | None = None
 
     def forward(self, images: list[Tensor], targets: list[dict[str, Tensor]] | None = None):
         check_model_input(images)
         self._check_resizable(images)
-        return super().forward(images, targets)
+        if self.fast_path is None:
+            return super().forward(images, targets)
+        with fast_forward(self.fast_path, images[0].device):
+            detections = super().forward(images, targets)
+        if self.fast_path.bf16:  # the caller gets float32 boxes and scores, as from the plain model
+            detections = [{k: v.float() if v.is_floating_point() else v for k, v in d.items()} for d in detections]
+        return detections
+
+    def make_fast(self, *, channels_last: bool | None = None, bf16: bool = False) -> ZooDetector:
+        """Turn this model into its fast inference form in place (see [`fpn_zoo.fast_path`][fpn_zoo.fast_path]).
+
+        Returns:
+            The model itself, in eval mode; ``.train()`` and ``state_dict()`` then raise.
+        """
+        self.fast_path = make_fast(self, channels_last=channels_last, bf16=bf16)
+        if self.fast_path.channels_last:
+            self.backbone.memory_format = torch.channels_last
+        return self
+
+    def train(self, mode: bool = True) -> ZooDetector:
+        if mode and getattr(self, "fast_path", None) is not None:
+            raise refusal(self.config.name, "train()")
+        return super().train(mode)
+
+    def state_dict(self, *args: Any, **kwargs: Any) -> Any:
+        if self.fast_path is not None:
+            raise refusal(self.config.name, "state_dict()")
+        return super().state_dict(*args, **kwargs)
+
+    def load_state_dict(self, *args: Any, **kwargs: Any) -> Any:
+        if self.fast_path is not None:
+            raise refusal(self.config.name, "load_state_dict()")
+        return super().load_state_dict(*args, **kwargs)
 
     def _check_resizable(self, images: list[Tensor]) -> None:
         """Refuse images that torchvision's resize would shrink to zero pixels (extreme aspect ratios)."""

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import warnings
-from typing import Any
+from typing import Any, Literal
 
 import torch
 from torch import nn
@@ -105,6 +105,7 @@ def create_model(
     pretrained: bool | str = False,
     num_classes: int | None = None,
     device: torch.device | str | None = None,
+    fast: bool | Literal["bf16"] = False,
     **overrides: Any,
 ) -> ZooDetector:
     """Build a zoo detector, optionally with weights, on the GPU when there is one.
@@ -124,6 +125,10 @@ def create_model(
             class-specific predictor (``roi_heads.box_predictor.*``) is re-initialised and a warning names the
             dropped tensors.
         device: ``None`` picks CUDA when available, else CPU.
+        fast: ``True`` returns the fast inference form ([`fpn_zoo.fast_path`][fpn_zoo.fast_path]): BatchNorms
+            folded into the convolutions, channels-last where it measured faster, inference mode; the same
+            detections to float rounding. ``"bf16"`` adds bf16 autocast (native bf16 hardware only; detections
+            move, see the docs' measured AP change). Such a model refuses ``.train()`` and ``state_dict()``.
         **overrides: Other [`ModelConfig`][fpn_zoo.config.ModelConfig] fields, e.g. ``box_score_thresh=0.3``,
             ``trainable_backbone_layers=5``, ``pretrained_backbone=True`` (timm ImageNet weights),
             ``bifpn_repeats=4``, ``categories=[...]``.
@@ -147,6 +152,8 @@ def create_model(
         >>> sorted(out[0])
         ['boxes', 'labels', 'scores']
     """
+    if fast not in (False, True, "bf16"):
+        raise ValueError(f"{option('fast', fast)} is not valid: use True, 'bf16' or False.")
     if weights is not None and pretrained is not False:
         raise ValueError(
             f"Pass either {option('weights', placeholder='PATH')} or {option('pretrained', True)}, not both."
@@ -175,7 +182,7 @@ def create_model(
     if ckpt is None:
         with target:
             model = build_detector(config)
-        return model.eval()
+        return _finish(model.eval(), fast)
 
     drop = ckpt_classes is not None and ckpt_classes != config.num_classes
     with torch.device("meta"):
@@ -201,4 +208,8 @@ def create_model(
             stacklevel=2,
         )
     _materialize(model, target)
-    return model.to(target).eval()
+    return _finish(model.to(target).eval(), fast)
+
+
+def _finish(model: ZooDetector, fast: bool | Literal["bf16"]) -> ZooDetector:
+    return model.make_fast(bf16=fast == "bf16") if fast else model

@@ -244,7 +244,7 @@ def test_cached_timm_weights_load_unchanged_while_the_hub_refuses(tmp_path, monk
     (repo / "refs").mkdir()
     (repo / "refs" / "main").write_text(COMMIT)
     start = time.monotonic()
-    body = TimmBackbone(BackboneSpec("resnet18", (1, 2, 3, 4), False), pretrained=True, frozen_bn=False)
+    body = TimmBackbone(BackboneSpec("resnet18", (1, 2, 3, 4), False, "resnet"), pretrained=True, frozen_bn=False)
     assert time.monotonic() - start < LIMIT_S
     loaded = body.model.state_dict()
     assert loaded and all(torch.equal(tensor, reference[name]) for name, tensor in loaded.items())

@@ -76,6 +76,14 @@ def _time_combination(
         fns = {side: _forward(m, batch, device, prec) for side, m in models.items()}
     times = time_interleaved(fns, warmup=s.warmup, runs=s.runs, device=device)
     ours, reference = stats(times["ours"]), stats(times["reference"])
+    if "fast" in times:  # the fast inference path of the same weights, timed in the same rounds
+        fast = stats(times["fast"])
+        extra.update(
+            fast=fast,
+            fast_ratio=ratio(fast, reference),
+            fast_paired_ratio=paired_ratio(times["fast"], times["reference"]),
+            fast_vs_eager_paired_ratio=paired_ratio(times["fast"], times["ours"]),
+        )
     return {
         "ours": ours,
         "reference": reference,
@@ -94,8 +102,9 @@ def _latency(models: dict[str, nn.Module], s: BenchSettings) -> list[dict[str, A
             refs.set_input_size(model, size)
         for channels_last in s.channels_last:
             fmt = torch.channels_last if channels_last else torch.contiguous_format
-            for model in models.values():
-                model.to(memory_format=fmt)
+            for side, model in models.items():
+                if side != "fast":  # the fast path chose its own layout
+                    model.to(memory_format=fmt)
             for compiled in s.compile:
                 for prec in s.precisions:
                     for batch_size in s.batches:
@@ -103,8 +112,9 @@ def _latency(models: dict[str, nn.Module], s: BenchSettings) -> list[dict[str, A
                         key = {"size": size_str(size), "batch": batch_size, "precision": prec,
                                "channels_last": channels_last, "compiled": compiled}  # fmt: skip
                         rows.append({**key, **_time_combination(models, batch, prec, compiled, s)})
-    for model in models.values():
-        model.to(memory_format=torch.contiguous_format)
+    for side, model in models.items():
+        if side != "fast":
+            model.to(memory_format=torch.contiguous_format)
     if True in s.compile:
         torch._dynamo.reset()
     return rows
@@ -160,6 +170,10 @@ def measure_model(name: str, s: BenchSettings) -> dict[str, Any]:
             "ours": create_model(name, weights=weights_dir, device=device, box_score_thresh=SCORE_THRESH),
             "reference": refs.coco_v1_detector(s.seed).to(device),
         }
+        if s.fast:
+            models["fast"] = create_model(
+                name, weights=weights_dir, device=device, box_score_thresh=SCORE_THRESH, fast=True
+            )
         phase("build")
         smallest = min(s.sizes, key=lambda size: size[0] * size[1])
         workload = {}

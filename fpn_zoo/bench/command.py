@@ -77,6 +77,11 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument(
         "--load-runs", type=int_at_least(1), default=5, help="cold and warm weight loads per side (default 5)"
     )
+    p.add_argument(
+        "--fast", choices=("on", "off"), default="on",
+        help="also time each model's fast inference path (create_model(fast=True): BatchNorm folded, channels-last "
+        "where faster, inference mode) beside the eager model, in the same interleaved rounds (default: on)",
+    )  # fmt: skip
     p.add_argument("--skip-load", action="store_true", help="leave the load-time measurement out")
     p.add_argument("--skip-necks", action="store_true", help="leave the neck rows out")
     p.add_argument(
@@ -145,7 +150,7 @@ def _settings(args: argparse.Namespace) -> BenchSettings:
         precisions=pick(args.precisions, "precisions", ("fp32",)), batches=pick(args.batches, "batches", (1,)),
         channels_last=_MODES[pick(args.channels_last, "channels_last", "off")],
         compile=_MODES[pick(args.compile, "compile", "off")], load_runs=args.load_runs, skip_load=args.skip_load,
-        skip_necks=args.skip_necks, threads=threads, quick=args.quick, seed=args.seed,
+        skip_necks=args.skip_necks, threads=threads, quick=args.quick, seed=args.seed, fast=args.fast == "on",
     )  # fmt: skip
 
 
@@ -155,7 +160,8 @@ def _command(models: list[str], s: BenchSettings, out: Path) -> list[str]:
     flags = ["--sizes", ",".join(size_str(x) for x in s.sizes), "--runs", str(s.runs), "--warmup", str(s.warmup),
              "--device", s.device, "--precisions", ",".join(s.precisions), "--batches", ",".join(map(str, s.batches)),
              "--channels-last", modes[s.channels_last], "--compile", modes[s.compile], "--load-runs",
-             str(s.load_runs), "--threads", str(s.threads), "--seed", str(s.seed), "--out", str(out)]  # fmt: skip
+             str(s.load_runs), "--threads", str(s.threads), "--seed", str(s.seed), "--fast", "on" if s.fast else "off",
+             "--out", str(out)]  # fmt: skip
     switches = (("--skip-load", s.skip_load), ("--skip-necks", s.skip_necks), ("--quick", s.quick))
     return ["fpn-zoo", "bench", *models, *flags, *(flag for flag, on in switches if on)]
 

@@ -32,7 +32,8 @@ def _baseline_row(entry: dict[str, Any], size: str) -> dict[str, Any] | None:
 def _models_table(results: dict[str, Any]) -> str:
     sizes = results["settings"]["sizes"]
     header = ["model", "backbone", "neck", "params (M)", *(f"GFLOPs {s}" for s in sizes),
-              *(f"ms {s} (ratio)" for s in sizes), f"peak MiB {results['settings']['memory_size']} (ratio)",
+              *(f"ms {s} (ratio)" for s in sizes), *(f"fast ms {s} (ratio)" for s in sizes),
+              f"peak MiB {results['settings']['memory_size']} (ratio)",
               "cold load ms (ratio)", "warm load ms (ratio)"]  # fmt: skip
     body = []
     for e in results["models"]:
@@ -45,6 +46,9 @@ def _models_table(results: dict[str, Any]) -> str:
         for size in sizes:
             row = _baseline_row(e, size)
             latency.append(_with_ratio(_ms(row["ours"]), row["ratio"]) if row else "")
+        for size in sizes:  # the fast path, same rounds; its ratio is to the reference too
+            row = _baseline_row(e, size)
+            latency.append(_with_ratio(_ms(row.get("fast")), row.get("fast_ratio")) if row else "")
         memory, load = e.get("memory"), e.get("load")
         body.append([
             e["model"], e["backbone"], e["neck"], "" if e["params"] is None else f"{e['params'] / 1e6:.2f}",
@@ -57,7 +61,8 @@ def _models_table(results: dict[str, Any]) -> str:
 
 def _matrix_table(results: dict[str, Any]) -> str:
     header = ["model", "size", "batch", "precision", "channels_last", "compiled", "ours ms (median / IQR)",
-              "reference ms (median / IQR)", "ratio", "paired ratio", "img/s ours", "img/s reference"]  # fmt: skip
+              "reference ms (median / IQR)", "ratio", "paired ratio", "img/s ours", "img/s reference",
+              "fast ms (median / IQR)", "fast / reference (paired)", "fast / eager (paired)"]  # fmt: skip
     body = []
     for e in results["models"]:
         for r in e.get("latency") or []:
@@ -69,8 +74,21 @@ def _matrix_table(results: dict[str, Any]) -> str:
                 "" if r["ratio"] is None else f"{r['ratio']:.3f}",
                 "" if r["paired_ratio"] is None else f"{r['paired_ratio']:.3f}", f"{r['throughput_img_s']:.2f}",
                 "" if r["reference_throughput_img_s"] is None else f"{r['reference_throughput_img_s']:.2f}",
+                *_fast_cells(r),
             ])  # fmt: skip
-    return markdown_table(header, body, "lrrlll" + "r" * 6)
+    return markdown_table(header, body, "lrrlll" + "r" * 9)
+
+
+def _fast_cells(row: dict[str, Any]) -> list[str]:
+    """The fast path's median / IQR and paired ratios, empty for results that did not time it."""
+    fast = row.get("fast")
+    if fast is None:
+        return ["", "", ""]
+    return [
+        f"{fast['median_ms']:.1f} / {fast['iqr_ms']:.1f}",
+        f"{row['fast_paired_ratio']:.3f}",
+        f"{row['fast_vs_eager_paired_ratio']:.3f}",
+    ]
 
 
 def _necks_table(results: dict[str, Any]) -> str:

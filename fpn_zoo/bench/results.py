@@ -116,6 +116,10 @@ def _check_model(c: _Checker, entry: Any, path: str) -> None:
         c.stats(row, "reference", where, nullable=True)
         for key in ("ratio", "paired_ratio", "reference_throughput_img_s"):
             c.key(row, key, where, "number", nullable=True)
+        if "fast" in row:  # runs with the fast path (settings.fast); older files have none of these keys
+            c.stats(row, "fast", where)
+            for key in ("fast_ratio", "fast_paired_ratio", "fast_vs_eager_paired_ratio"):
+                c.key(row, key, where, "number")
     memory = c.key(entry, "memory", path, "dict", nullable=True)
     if memory is not None:
         for key, kind in (("size", "str"), ("method", "str"), ("ours_mib", "number")):

@@ -101,6 +101,7 @@ class BenchSettings:
         threads: ``torch.set_num_threads`` of every measuring process (default: every available core).
         quick: A smoke test: allows ``runs`` below 10 and marks the results ``quick``.
         seed: Seed of the random weights and images.
+        fast: Also time each model's fast inference path (``create_model(fast=True)``) beside its eager form.
     """
 
     sizes: tuple[tuple[int, int], ...] = ((512, 512), (800, 1216))
@@ -117,6 +118,7 @@ class BenchSettings:
     threads: int = field(default_factory=available_cores)
     quick: bool = False
     seed: int = 0
+    fast: bool = True
 
     def __post_init__(self) -> None:
         if not self.sizes:
@@ -167,6 +169,7 @@ class BenchSettings:
     def from_dict(cls, data: dict[str, Any]) -> BenchSettings:
         """The settings ``to_dict`` wrote."""
         values = dict(data)
+        values.setdefault("fast", False)  # results written before the fast path existed did not time it
         values["sizes"] = tuple(parse_size(s) for s in values["sizes"])
         for key in ("precisions", "batches", "channels_last", "compile"):
             values[key] = tuple(values[key])

@@ -24,7 +24,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from fpn_zoo.argtypes import add_weights_arguments, check_weights_tag, int_at_least
+from fpn_zoo.argtypes import add_fast_argument, add_weights_arguments, check_weights_tag, fast_setting, int_at_least
 from fpn_zoo.outputs import claim_outputs
 
 __all__ = ["add_parser", "run"]
@@ -66,6 +66,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         "--overwrite", action="store_true",
         help="replace an earlier evaluation at --out (default: refuse; without --out: eval/<model>-2.json, ...)",
     )  # fmt: skip
+    add_fast_argument(p)
     p.add_argument("--batch-size", type=int_at_least(1), default=2, metavar="N", help="images per forward (default: 2)")
     p.add_argument("--device", help="cpu, cuda, cuda:N or mps (default: cuda when available, else cpu)")
     p.add_argument(
@@ -155,7 +156,10 @@ def _run_model(args: argparse.Namespace) -> int:
         # Decided before any inference is spent; the other ranks write nothing.
         out = _claim(args) if main else None
         dataset = CocoDetection(args.ann, args.images, on_invalid=args.on_invalid)
-        model = create_model(args.model, weights=args.weights, pretrained=args.pretrained, device=info.device)
+        model = create_model(
+            args.model, weights=args.weights, pretrained=args.pretrained, device=info.device,
+            fast=fast_setting(args.fast),
+        )  # fmt: skip
         mapping = match_label_space(model.config.categories, dataset)  # before any inference is spent
         coco91 = tuple(model.config.categories) == COCO_CATEGORIES and mapping.drop_unmapped
         if main and len(dataset) != len(dataset.coco.getImgIds()):

@@ -37,8 +37,8 @@ logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
-# Pauses before the 2nd and 3rd try of a transient failure: three tries within ~2 s, not huggingface_hub's ~23 s.
 RETRY_DELAYS_S: tuple[float, ...] = (0.5, 1.0)
+"""Pauses before the 2nd and 3rd try of a transient failure: three tries within ~2 s, not huggingface_hub's ~23 s."""
 # Seconds without a byte (or without a connection) before a plain-HTTP download counts as stalled.
 DOWNLOAD_TIMEOUT_S = 30.0
 _TRANSIENT_STATUS = frozenset({408, 429, 500, 502, 503, 504})
