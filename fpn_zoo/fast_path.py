@@ -1,11 +1,17 @@
-"""The fast inference path: the same detections from fewer memory passes.
+"""The fast inference path: the same detections, sooner.
 
-A detector in eval mode computes every convolution followed by a frozen (or eval-mode) BatchNorm as one affine map:
-folding the norm's scale and shift into the convolution's weights and bias (``torch.nn.utils.fusion``) removes a
-full pass over each feature map. Convolutions in channels-last layout run faster with oneDNN on CPU and cuDNN on GPU
-where the backbone is made of dense convolutions; inference mode drops autograd's bookkeeping; bf16 autocast is an
-opt-in for hardware with native bf16. The result differs from the plain model by float summation order only (bf16:
-by bf16 rounding, which moves detections; its measured cost is in the docs).
+Five changes, timed together as the fast column of ``fpn-zoo bench``:
+
+- every convolution followed by a frozen (or eval-mode) BatchNorm becomes one affine map: the norm's scale and shift
+  are folded into the convolution's weights and bias (``torch.nn.utils.fusion``), removing a pass over each map;
+- channels-last layout where the backbone is made of dense convolutions (oneDNN on CPU, cuDNN on GPU);
+- inference mode, without autograd's bookkeeping;
+- the final class-wise NMS stops once the detections it returns are decided (`fpn_zoo.heads.top_k_nms`), and
+  RoIAlign, one core in torchvision's CPU kernel, spreads the RoIs over the intra-op threads;
+- opt-in bf16 autocast on hardware with native bf16.
+
+The result differs from the plain model by float summation order only (bf16: by bf16 rounding, which moves
+detections; its measured cost is in the docs).
 
 A fast model is for inference only. Folded weights are not the trained ones, so the two calls that would expose
 them, ``.train()`` and ``state_dict()`` (hence ``save_pretrained``), raise instead of returning a silently altered
@@ -15,7 +21,7 @@ Examples:
     >>> import torch, fpn_zoo
     >>> model = fpn_zoo.create_model("fpn_r50_coco", device="cpu", fast=True, min_size=128, max_size=128)
     >>> model.fast_path
-    FastPath(folded_norms=..., channels_last=True, bf16=False)
+    FastPath(folded_norms=..., channels_last=True, top_k_nms=True, threaded_roi_align=True, bf16=False)
     >>> model.train()
     Traceback (most recent call last):
     ...
@@ -34,6 +40,7 @@ from torch import nn
 from torch.nn.utils.fusion import fuse_conv_bn_weights
 from torchvision.ops.misc import FrozenBatchNorm2d
 
+from fpn_zoo.heads.poolers import PyramidRoIAlign
 from fpn_zoo.voice import option
 
 __all__ = ["CHANNELS_LAST_FAMILIES", "FastPath", "FastPathError", "bf16_supported", "make_fast"]
@@ -55,11 +62,17 @@ class FastPath:
     Attributes:
         folded_norms: BatchNorm layers folded into the convolution before them.
         channels_last: Convolutions run in channels-last layout.
+        top_k_nms: The final NMS stops once the returned detections are decided
+            ([`top_k_batched_nms`][fpn_zoo.heads.top_k_nms.top_k_batched_nms]).
+        threaded_roi_align: RoIAlign spreads the RoIs over the intra-op threads on the CPU
+            ([`PyramidRoIAlign.cpu_threads`][fpn_zoo.heads.poolers.PyramidRoIAlign]).
         bf16: Forward passes run under bf16 autocast.
     """
 
     folded_norms: int
     channels_last: bool
+    top_k_nms: bool
+    threaded_roi_align: bool
     bf16: bool
 
 
@@ -152,7 +165,18 @@ def make_fast(model: nn.Module, *, channels_last: bool | None = None, bf16: bool
         channels_last = model.config.backbone_spec.family in CHANNELS_LAST_FAMILIES
     if channels_last:
         model.to(memory_format=torch.channels_last)
-    return FastPath(folded_norms=folded, channels_last=channels_last, bf16=bf16)
+    model.roi_heads.top_k_nms = True
+    pooler = model.roi_heads.box_roi_pool
+    threaded_pooling = isinstance(pooler, PyramidRoIAlign)
+    if threaded_pooling:
+        pooler.cpu_threads = None
+    return FastPath(
+        folded_norms=folded,
+        channels_last=channels_last,
+        top_k_nms=True,
+        threaded_roi_align=threaded_pooling,
+        bf16=bf16,
+    )
 
 
 @contextlib.contextmanager

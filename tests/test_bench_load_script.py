@@ -11,9 +11,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "bench_load.py"
 
 
+@pytest.mark.slow  # a whole (quick) benchmark run in subprocesses; the refusals below stay in the default run
 def test_quick_run_writes_json_and_table(tmp_path):
     out = tmp_path / "load.json"
     cmd = [sys.executable, str(SCRIPT), "--quick", "--repeats", "1", "--out", str(out)]

@@ -13,9 +13,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "bench_train_throughput.py"
 
 
+@pytest.mark.slow  # a whole (quick) benchmark run in subprocesses; the refusals below stay in the default run
 def test_quick_run_writes_json_and_table(tmp_path):
     out = tmp_path / "train.json"
     cmd = [sys.executable, str(SCRIPT), "--quick", "--no-ddp", "--out", str(out)]

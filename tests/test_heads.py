@@ -49,6 +49,28 @@ def test_default_pooler_is_torchvisions_multiscale_roi_align_bit_for_bit():
     assert aligned.shape == theirs.shape and not torch.allclose(aligned, theirs)
 
 
+@pytest.mark.parametrize("mode", ["no_grad", "inference", "channels_last", "bf16_autocast"])
+def test_threaded_pooling_is_the_single_call_bit_for_bit(mode):
+    """The RoIs split over threads pool exactly as in one call, in every mode the threads must inherit."""
+    feats = _pyramid()
+    shapes = [(224, 320), (200, 300)]
+    boxes = [_boxes(600, shapes[0], 1), _boxes(300, shapes[1], 2)]
+    if mode == "channels_last":
+        feats = OrderedDict((k, v.contiguous(memory_format=torch.channels_last)) for k, v in feats.items())
+    if mode == "bf16_autocast":
+        feats = OrderedDict((k, v.bfloat16()) for k, v in feats.items())  # what autocast's convolutions return
+    context = {
+        "inference": torch.inference_mode,
+        "bf16_autocast": lambda: torch.autocast("cpu", dtype=torch.bfloat16),
+    }.get(mode, torch.no_grad)
+    single, threaded = PyramidRoIAlign(["0", "1", "2", "3"], 7, 2), PyramidRoIAlign(["0", "1", "2", "3"], 7, 2)
+    threaded.cpu_threads = 3
+    with context():
+        expected, got = single(feats, boxes, shapes), threaded(feats, boxes, shapes)
+    assert got.dtype == expected.dtype and torch.equal(got, expected)
+    assert got.is_inference() == (mode == "inference")
+
+
 def test_default_anchors_are_torchvisions_and_exact_fixed_ones_differ_where_documented():
     feats = [torch.zeros(1, 1, 200 // 2**i, 304 // 2**i) for i in range(4)] + [torch.zeros(1, 1, 13, 19)]
     images = ImageList(torch.zeros(1, 3, 800, 1216), [(800, 1216)])
@@ -108,7 +130,8 @@ def test_bifpn_refuses_a_neck_norm_it_already_has():
         fpn_zoo.get_model_config("bifpn_r50_coco").replace(neck_norm="batch_norm")
 
 
-@pytest.mark.parametrize("name", ["panet_r50_coco", "augfpn_r50_coco"])
+# AugFPN's auxiliary heads make its case the slowest of the suite (45 s on 2 cores): run with -m slow.
+@pytest.mark.parametrize("name", ["panet_r50_coco", pytest.param("augfpn_r50_coco", marks=pytest.mark.slow)])
 def test_v2_heads_work_on_any_pair(name, single_thread):
     """The v2 options (BatchNorm neck, 2-conv RPN, 4conv+1fc box head, BatchNorm backbone) on other pairs: the
     model detects and trains, and every trainable parameter gets a gradient. (AugFPN's auxiliary head would run the

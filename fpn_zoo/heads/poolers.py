@@ -10,8 +10,10 @@ sits (inside the log in mmdetection, outside in torchvision), i.e. except for bo
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 
 import torch
 from torch import Tensor
@@ -21,6 +23,7 @@ from torchvision.ops.boxes import box_area
 _CANONICAL_SCALE = 224  # torchvision LevelMapper defaults (ops/poolers.py)
 _CANONICAL_LEVEL = 4
 _EPS = 1e-6
+_MIN_ROIS_PER_THREAD = 64  # below this a thread's start-up costs more than it saves
 
 
 class PyramidRoIAlign(MultiScaleRoIAlign):
@@ -35,6 +38,12 @@ class PyramidRoIAlign(MultiScaleRoIAlign):
         sampling_ratio: Sampling points per bin side; 0 = adaptive.
         aligned: Shift box coordinates by -0.5 pixel before sampling (pixel-centre model).
 
+    Attributes:
+        cpu_threads: Split each level's RoIs over this many threads on the CPU, where torchvision's ``roi_align``
+            kernel runs on one core (its RoI loop has no ``parallel_for``) and releases the GIL. Every RoI is pooled
+            on its own, so the output is the same bit for bit. 1 (the default) keeps torchvision's single call;
+            ``None`` (what the fast inference path sets) follows ``torch.get_num_threads()``.
+
     Examples:
         >>> from collections import OrderedDict
         >>> pool = PyramidRoIAlign(["0", "1"], 7, sampling_ratio=0, aligned=True)
@@ -48,6 +57,7 @@ class PyramidRoIAlign(MultiScaleRoIAlign):
     ) -> None:
         super().__init__(list(featmap_names), output_size, sampling_ratio)
         self.aligned = aligned
+        self.cpu_threads: int | None = 1
 
     def forward(self, x: dict[str, Tensor], boxes: list[Tensor], image_shapes: list[tuple[int, int]]) -> Tensor:
         features = [x[name] for name in self.featmap_names]
@@ -57,9 +67,32 @@ class PyramidRoIAlign(MultiScaleRoIAlign):
         out = features[0].new_zeros((len(rois), features[0].shape[1], *self.output_size))
         for level, (feature, scale) in enumerate(zip(features, scales, strict=True)):
             idx = torch.where(levels == level)[0]
-            pooled = roi_align(feature, rois[idx], self.output_size, scale, self.sampling_ratio, self.aligned)
+            pooled = self._pool(feature, rois[idx], scale)
             out[idx] = pooled.to(out.dtype)  # under autocast levels may come in different dtypes
         return out
+
+    def _pool(self, feature: Tensor, rois: Tensor, scale: float) -> Tensor:
+        wanted = torch.get_num_threads() if self.cpu_threads is None else self.cpu_threads
+        threads = min(wanted, len(rois) // _MIN_ROIS_PER_THREAD)
+        if threads <= 1 or feature.device.type != "cpu":
+            return roi_align(feature, rois, self.output_size, scale, self.sampling_ratio, self.aligned)
+        # Grad, inference and autocast modes are per thread: the workers get the caller's, and autocast's one rule
+        # for roi_align (pool in float32, return the feature's dtype) is applied here instead.
+        grad, inference, dtype = torch.is_grad_enabled(), torch.is_inference_mode_enabled(), feature.dtype
+        feature = feature.to(rois.dtype).contiguous()  # contiguous once, not in every thread's kernel call
+
+        def pool(part: Tensor) -> Tensor:
+            with torch.inference_mode(inference), torch.set_grad_enabled(grad):
+                return roi_align(feature, part, self.output_size, scale, self.sampling_ratio, self.aligned)
+
+        return torch.cat(list(_thread_pool(threads).map(pool, rois.chunk(threads)))).to(dtype)
+
+
+@functools.cache
+def _thread_pool(threads: int) -> ThreadPoolExecutor:
+    """One pool per thread count for the process, shared by every pooler (modules are deep-copied and pickled;
+    a pool inside them could not be)."""
+    return ThreadPoolExecutor(threads, thread_name_prefix="roi_align")
 
 
 def _level_scales(features: Sequence[Tensor], image_shapes: list[tuple[int, int]]) -> list[float]:

@@ -16,6 +16,8 @@ from torchvision.models.detection.roi_heads import RoIHeads
 from torchvision.models.detection.rpn import RegionProposalNetwork
 from torchvision.ops import boxes as box_ops
 
+from fpn_zoo.heads.top_k_nms import top_k_batched_nms
+
 
 def keep_boxes_of_size(boxes: Tensor, min_size: float | None) -> Tensor:
     """Indices of the boxes to keep: sides ``>= min_size`` (torchvision); ``0`` keeps sides ``> 0`` (mmdetection's
@@ -82,11 +84,17 @@ class FilteredRoIHeads(RoIHeads):
         *args (Any): ``RoIHeads`` arguments.
         box_min_size: Smallest side of a returned detection (torchvision 1e-2; ``None``: no filter).
         **kwargs (Any): ``RoIHeads`` keyword arguments.
+
+    Attributes:
+        top_k_nms: Stop the final NMS once its ``detections_per_img`` survivors are decided
+            ([`top_k_batched_nms`][fpn_zoo.heads.top_k_nms.top_k_batched_nms]; same detections). Off by default so
+            that the plain model runs torchvision's code; the fast inference path turns it on.
     """
 
     def __init__(self, *args, box_min_size: float | None = 1e-2, **kwargs) -> None:
         super().__init__(*args, **kwargs)
         self.box_min_size = box_min_size
+        self.top_k_nms = False
 
     def postprocess_detections(
         self,
@@ -116,7 +124,10 @@ class FilteredRoIHeads(RoIHeads):
             boxes, scores, labels = boxes[inds], scores[inds], labels[inds]
             keep = keep_boxes_of_size(boxes, self.box_min_size)
             boxes, scores, labels = boxes[keep], scores[keep], labels[keep]
-            keep = box_ops.batched_nms(boxes, scores, labels, self.nms_thresh)[: self.detections_per_img]
+            if self.top_k_nms:
+                keep = top_k_batched_nms(boxes, scores, labels, self.nms_thresh, self.detections_per_img)
+            else:
+                keep = box_ops.batched_nms(boxes, scores, labels, self.nms_thresh)[: self.detections_per_img]
             all_boxes.append(boxes[keep])
             all_scores.append(scores[keep])
             all_labels.append(labels[keep])
