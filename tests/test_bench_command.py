@@ -85,6 +85,18 @@ def test_quick_run_model_figures_come_from_the_timings(quick_run):
     )
     assert row["ours"]["n"] == row["reference"]["n"] == 3
     _check_ratios(row)
+    # Timed in the shared latency process: the per-round ratios' median and its interval (n = 3: [min, max]).
+    ratios = sorted(a / b for a, b in zip(row["ours"]["times_ms"], row["reference"]["times_ms"], strict=True))
+    assert row["timing"] == "shared_process" and row["paired_ratio"] == pytest.approx(ratios[1])
+    ci = row["paired_ratio_ci"]
+    assert (ci["low"], ci["high"], ci["n"]) == (pytest.approx(ratios[0]), pytest.approx(ratios[-1]), 3)
+    fast_ratios = sorted(a / b for a, b in zip(row["fast"]["times_ms"], row["reference"]["times_ms"], strict=True))
+    assert row["fast_paired_ratio"] == pytest.approx(fast_ratios[1])
+    assert row["fast_paired_ratio_ci"]["low"] == pytest.approx(fast_ratios[0])
+    (rounds,) = results["latency_rounds"]
+    assert rounds["order_seed"] == "fpn-zoo-bench:0:128x128/b1/fp32/contiguous/eager" and len(rounds["orders"]) == 3
+    assert all(sorted(o) == ["fpn_r50_coco", "fpn_r50_coco:fast", "reference"] for o in rounds["orders"])
+    assert results["consistency"]["ok"] is True
     assert row["throughput_img_s"] == pytest.approx(1000 / row["ours"]["median_ms"])
     assert row["reference_throughput_img_s"] == pytest.approx(1000 / row["reference"]["median_ms"])
     memory = model["memory"]
@@ -126,8 +138,9 @@ def test_quick_run_writes_markdown_and_shows_progress(quick_run):
     assert "| fpn_r50_coco | r50 | fpn | 41.76 |" in markdown
     assert "| fpn | 128x128 | torchvision.ops.FeaturePyramidNetwork | yes (" in markdown
     assert f"Wrote {out} and {out.with_suffix('.md')}." in proc.stdout
-    # tqdm on stderr: 1 reference job + 1 model + 4 necks, with the current job's name.
-    assert "fpn-zoo bench: 100%" in proc.stderr and "6/6" in proc.stderr and "fpn_r50_coco" in proc.stderr
+    # tqdm on stderr: 1 reference job + 1 model + 1 latency process (one size) + 4 necks, with the current job's name.
+    assert "fpn-zoo bench: 100%" in proc.stderr and "7/7" in proc.stderr and "fpn_r50_coco" in proc.stderr
+    assert "## Latency ranking at 128x128" in markdown and "| fpn_r50_coco | " in markdown
 
 
 def test_bf16_batch2_channels_last_on_cpu(tmp_path, capsys):
@@ -199,7 +212,8 @@ def test_failed_job_is_recorded_and_exits_1(tmp_path, capsys, monkeypatch):
     argv = ["bench", "fpn_r50_coco", "--runs", "3", "--quick", "--skip-necks", "--out", str(out)]
     assert main(argv) == 1
     err = capsys.readouterr().err
-    assert "fpn-zoo: error: 2 job(s) failed: reference FLOPs (exit code 1: boom); fpn_r50_coco" in err
+    assert "fpn-zoo: error: 4 job(s) failed: reference FLOPs (exit code 1: boom); fpn_r50_coco" in err
+    assert "latency 512x512 (1 models) (exit code 1: boom)" in err
     assert "RuntimeError: out of memory" in err  # the child's stderr is shown
     results = load_results(out)  # still valid, and says what failed
     assert results["models"][0]["error"] == "exit code 1: boom" and results["models"][0]["latency"] == []

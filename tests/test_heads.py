@@ -57,8 +57,9 @@ def test_threaded_pooling_is_the_single_call_bit_for_bit(mode):
     boxes = [_boxes(600, shapes[0], 1), _boxes(300, shapes[1], 2)]
     if mode == "channels_last":
         feats = OrderedDict((k, v.contiguous(memory_format=torch.channels_last)) for k, v in feats.items())
-    if mode == "bf16_autocast":
-        feats = OrderedDict((k, v.bfloat16()) for k, v in feats.items())  # what autocast's convolutions return
+    if mode == "bf16_autocast":  # what autocast's convolutions and the box decoding return
+        feats = OrderedDict((k, v.bfloat16()) for k, v in feats.items())
+        boxes = [b.bfloat16() for b in boxes]
     context = {
         "inference": torch.inference_mode,
         "bf16_autocast": lambda: torch.autocast("cpu", dtype=torch.bfloat16),

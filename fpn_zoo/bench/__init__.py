@@ -2,8 +2,10 @@
 
 Modules, one job each: ``settings`` (what a run measures), ``measure`` (timing, statistics, memory), ``machine``
 (machine and library facts), ``references`` (the reference builders), ``loadtime`` (cold/warm weight loads),
-``child`` (one measuring subprocess), ``runner`` (orchestration and progress bar), ``report`` (markdown), ``results``
-and ``migrate`` (reading results files), ``command`` (the CLI).
+``child`` (one measuring subprocess), ``latency`` (every model's latency in one process per size), ``roundrobin``
+(shuffled, seeded rounds), ``ranking`` (confidence intervals, tied ranks, the FLOPs consistency check), ``runner``
+(orchestration and progress bar), ``report`` (markdown), ``results`` and ``migrate`` (reading results files),
+``command`` (the CLI).
 
 Reading results needs neither torch nor a GPU:
 

@@ -1,9 +1,11 @@
 """One measuring process of ``fpn-zoo bench``: ``python -m fpn_zoo.bench.child JOB.json OUT.json``.
 
-The parent starts one per model, one per neck and one for the reference detector's FLOPs, so no allocator cache,
-compiled graph or memory peak of one measurement leaks into the next. ``JOB.json`` holds ``kind`` (``model``,
-``neck`` or ``reference``), ``name`` and the run's settings; the result goes to ``OUT.json``. A failure exits non-zero
-with the traceback on stderr, which the parent records.
+The parent starts one per model (parameters, FLOPs, peak memory, load time), one per neck, one for the reference
+detector's FLOPs, so no allocator cache or memory peak of one measurement leaks into the next, and one ``latency``
+process per input size that times every model of the run together (``latency.py``), so that their rows compare.
+``JOB.json`` holds ``kind`` (``model``, ``latency``, ``neck`` or ``reference``), ``name`` (or ``names`` and ``size``)
+and the run's settings; the result goes to ``OUT.json``. A failure exits non-zero with the traceback on stderr, which
+the parent records.
 """
 
 from __future__ import annotations
@@ -21,16 +23,8 @@ from torch import nn
 
 from fpn_zoo.bench import references as refs
 from fpn_zoo.bench.loadtime import file_mib, measure_load
-from fpn_zoo.bench.measure import (
-    count_call_flops,
-    measure_peak_memory,
-    paired_ratio,
-    precision,
-    ratio,
-    stats,
-    time_interleaved,
-)
-from fpn_zoo.bench.settings import SCORE_THRESH, BenchSettings, size_str
+from fpn_zoo.bench.measure import count_call_flops, measure_peak_memory, paired_ratio, ratio, stats, time_interleaved
+from fpn_zoo.bench.settings import SCORE_THRESH, BenchSettings, parse_size, size_str
 
 __all__ = ["main", "measure_model", "measure_neck", "measure_reference"]
 
@@ -48,78 +42,6 @@ class _Phases:
         self.last = now
 
 
-def _forward(model: nn.Module, batch: list[torch.Tensor], device: torch.device, prec: str) -> Any:
-    def call() -> Any:
-        with torch.inference_mode(), precision(device, prec):
-            return model(batch)
-
-    return call
-
-
-def _time_combination(
-    models: dict[str, nn.Module], batch: list[torch.Tensor], prec: str, compiled: bool, s: BenchSettings
-) -> dict[str, Any]:
-    """Interleaved timings of both detectors for one (size, batch, precision, memory format, compile) combination."""
-    device = torch.device(s.device)
-    extra: dict[str, Any] = {}
-    if compiled:
-        # A fresh compile per combination: graphs specialised on this shape and precision, as a user compiling for
-        # one input size gets; the first call (the compilation) is reported apart and never timed.
-        torch._dynamo.reset()
-        fns = {side: _forward(torch.compile(m), batch, device, prec) for side, m in models.items()}
-        extra["compile_s"] = {}
-        for side, fn in fns.items():
-            start = time.perf_counter()
-            fn()
-            extra["compile_s"][side] = time.perf_counter() - start
-    else:
-        fns = {side: _forward(m, batch, device, prec) for side, m in models.items()}
-    times = time_interleaved(fns, warmup=s.warmup, runs=s.runs, device=device)
-    ours, reference = stats(times["ours"]), stats(times["reference"])
-    if "fast" in times:  # the fast inference path of the same weights, timed in the same rounds
-        fast = stats(times["fast"])
-        extra.update(
-            fast=fast,
-            fast_ratio=ratio(fast, reference),
-            fast_paired_ratio=paired_ratio(times["fast"], times["reference"]),
-            fast_vs_eager_paired_ratio=paired_ratio(times["fast"], times["ours"]),
-        )
-    return {
-        "ours": ours,
-        "reference": reference,
-        "ratio": ratio(ours, reference),
-        "paired_ratio": paired_ratio(times["ours"], times["reference"]),
-        "throughput_img_s": len(batch) * 1000 / ours["median_ms"],
-        "reference_throughput_img_s": len(batch) * 1000 / reference["median_ms"],
-        **extra,
-    }
-
-
-def _latency(models: dict[str, nn.Module], s: BenchSettings) -> list[dict[str, Any]]:
-    device, rows = torch.device(s.device), []
-    for size in s.sizes:
-        for model in models.values():
-            refs.set_input_size(model, size)
-        for channels_last in s.channels_last:
-            fmt = torch.channels_last if channels_last else torch.contiguous_format
-            for side, model in models.items():
-                if side != "fast":  # the fast path chose its own layout
-                    model.to(memory_format=fmt)
-            for compiled in s.compile:
-                for prec in s.precisions:
-                    for batch_size in s.batches:
-                        batch = refs.images(size, batch_size, device, s.seed + 1)
-                        key = {"size": size_str(size), "batch": batch_size, "precision": prec,
-                               "channels_last": channels_last, "compiled": compiled}  # fmt: skip
-                        rows.append({**key, **_time_combination(models, batch, prec, compiled, s)})
-    for side, model in models.items():
-        if side != "fast":
-            model.to(memory_format=torch.contiguous_format)
-    if True in s.compile:
-        torch._dynamo.reset()
-    return rows
-
-
 def _memory(models: dict[str, nn.Module], s: BenchSettings) -> dict[str, Any]:
     device, size = torch.device(s.device), s.memory_size
     batch = refs.images(size, 1, device, s.seed + 1)
@@ -127,11 +49,12 @@ def _memory(models: dict[str, nn.Module], s: BenchSettings) -> dict[str, Any]:
     for side, model in models.items():
         refs.set_input_size(model, size)
         with torch.inference_mode():
+            model(batch)  # untimed: lazy initialisations and oneDNN's first-call setup are not the forward's peak
             peaks[side] = measure_peak_memory(lambda m=model: m(batch), device)
     ours, reference = peaks["ours"]["increase_mib"], peaks["reference"]["increase_mib"]
     return {
         "size": size_str(size),
-        "method": peaks["ours"]["method"] + " (batch 1, fp32, eager, after the latency runs)",
+        "method": peaks["ours"]["method"] + " (batch 1, fp32, eager, after one untimed forward)",
         "ours_mib": ours,
         "reference_mib": reference,
         "ratio": ours / reference if reference else None,
@@ -156,7 +79,7 @@ def _write_weights(name: str, folder: Path, seed: int) -> tuple[Path, Path]:
 
 
 def measure_model(name: str, s: BenchSettings) -> dict[str, Any]:
-    """Every figure of one model entry of the results JSON (see docs/bench-results.md)."""
+    """Every figure of one model entry of the results JSON but its latency rows, which the latency process measures."""
     from fpn_zoo.factory import create_model
     from fpn_zoo.inspect_model import count_flops, count_parameters
     from fpn_zoo.registry import get_model_config
@@ -181,8 +104,6 @@ def measure_model(name: str, s: BenchSettings) -> dict[str, Any]:
             refs.set_input_size(model, smallest)
             workload[side] = refs.detector_workload(model, refs.images(smallest, 1, device, s.seed + 1))
         phase("workload_check")
-        latency = _latency(models, s)
-        phase("latency")
         memory = _memory(models, s)
         phase("memory")
         del models
@@ -203,7 +124,7 @@ def measure_model(name: str, s: BenchSettings) -> dict[str, Any]:
             phase("load")
     return {
         "model": name, "backbone": config.backbone, "neck": config.neck, "dataset": config.dataset,
-        "params": count_parameters(config), "gflops": gflops, "latency": latency, "memory": memory, "load": load,
+        "params": count_parameters(config), "gflops": gflops, "latency": [], "memory": memory, "load": load,
         "error": None, "timm_backbone": config.backbone_spec.timm_name, "workload": {"size": size_str(smallest),
         **workload}, "phases_s": phase.seconds, "child_wall_s": time.perf_counter() - phase.start,
     }  # fmt: skip
@@ -272,7 +193,11 @@ def run_job(job: dict[str, Any]) -> Any:
         return measure_neck(job["name"], s)
     if job["kind"] == "reference":
         return measure_reference(s)
-    raise ValueError(f"Unknown job kind {job['kind']!r}; expected model, neck or reference.")
+    if job["kind"] == "latency":
+        from fpn_zoo.bench.latency import measure_latency
+
+        return measure_latency(job["names"], parse_size(job["size"]), s)
+    raise ValueError(f"Unknown job kind {job['kind']!r}; expected model, latency, neck or reference.")
 
 
 def main(argv: list[str] | None = None) -> int:

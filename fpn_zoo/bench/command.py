@@ -15,7 +15,9 @@ from fpn_zoo.argtypes import int_at_least
 from fpn_zoo.bench.settings import MIN_REPORTABLE_RUNS, BenchSettings, available_cores, parse_size, size_str
 from fpn_zoo.registry import UnknownModelError, get_model_config, list_models
 
-__all__ = ["add_parser", "resolve_models", "run"]
+__all__ = ["INCONSISTENT_EXIT", "add_parser", "resolve_models", "run"]
+
+INCONSISTENT_EXIT = 3  # apart from 1 (a job failed) and 2 (bad input), so scripts can tell a noisy machine
 
 _MODES = {"off": (False,), "on": (True,), "both": (False, True)}
 _CUDA_MATRIX = {"precisions": ("fp32", "bf16"), "batches": (1, 8), "channels_last": "both", "compile": "both"}
@@ -48,8 +50,10 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         "bench",
         help="latency, memory, FLOPs and load time of models next to torchvision/effdet references; writes JSON",
         description="Measure zoo models next to torchvision's fasterrcnn_resnet50_fpn (and the FPN/BiFPN necks next "
-        "to torchvision's and effdet's) in one run, interleaved, one fresh process per model. Writes versioned "
-        "JSON (docs/bench-results.md) and a markdown table beside it. See benchmarks/README.md for durations.",
+        "to torchvision's and effdet's) in one run: latency of every model and the reference in one process per "
+        "size, in shuffled rounds, ranked with 95% intervals and checked against the FLOPs; FLOPs, memory and "
+        "load in one fresh process per model. Writes versioned JSON (docs/bench-results.md) and a markdown table "
+        "beside it. See benchmarks/README.md for durations.",
     )
     p.add_argument("models", nargs="*", metavar="MODEL_OR_GLOB", help="model names or globs like 'bifpn_*' "
                    "(default: all registered models)")  # fmt: skip
@@ -89,6 +93,12 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     )
     p.add_argument("--seed", type=int, default=0, help="seed of the random weights and images (default 0)")
     p.add_argument("--quick", action="store_true", help="smoke test: allows --runs below 10; the JSON says quick")
+    p.add_argument(
+        "--allow-inconsistent", action="store_true",
+        help="exit 0 even when the consistency check flags the run (a model with strictly more FLOPs than another "
+        "on the same backbone came out faster beyond the 95%% intervals); the JSON stays flagged and `fpn-zoo docs` "
+        f"refuses it. Without it such a run exits {INCONSISTENT_EXIT}",
+    )  # fmt: skip
     p.add_argument("--out", type=Path, help="results JSON; the .md goes beside it "
                    "(default: docs/results/bench-{device}-{YYYYMMDDTHHMM}.json)")  # fmt: skip
     p.set_defaults(handler=run)
@@ -154,7 +164,7 @@ def _settings(args: argparse.Namespace) -> BenchSettings:
     )  # fmt: skip
 
 
-def _command(models: list[str], s: BenchSettings, out: Path) -> list[str]:
+def _command(models: list[str], s: BenchSettings, out: Path, allow_inconsistent: bool = False) -> list[str]:
     """The command line that repeats this run, every option explicit."""
     modes = {v: k for k, v in _MODES.items()}
     flags = ["--sizes", ",".join(size_str(x) for x in s.sizes), "--runs", str(s.runs), "--warmup", str(s.warmup),
@@ -162,23 +172,37 @@ def _command(models: list[str], s: BenchSettings, out: Path) -> list[str]:
              "--channels-last", modes[s.channels_last], "--compile", modes[s.compile], "--load-runs",
              str(s.load_runs), "--threads", str(s.threads), "--seed", str(s.seed), "--fast", "on" if s.fast else "off",
              "--out", str(out)]  # fmt: skip
-    switches = (("--skip-load", s.skip_load), ("--skip-necks", s.skip_necks), ("--quick", s.quick))
+    switches = (("--skip-load", s.skip_load), ("--skip-necks", s.skip_necks), ("--quick", s.quick),
+                ("--allow-inconsistent", allow_inconsistent))  # fmt: skip
     return ["fpn-zoo", "bench", *models, *flags, *(flag for flag, on in switches if on)]
 
 
 def run(args: argparse.Namespace) -> int:
-    """Run ``fpn-zoo bench``: 0 when every job succeeded, 1 when some failed (results are written either way)."""
+    """Run ``fpn-zoo bench``: 0 when every job succeeded, 1 when some failed, ``INCONSISTENT_EXIT`` when the ranking
+    contradicts the FLOPs (unless ``--allow-inconsistent``); the results are written either way."""
     from fpn_zoo.bench.runner import check_out_path, default_out, run_bench
 
     names = resolve_models(args.models)
     settings = _settings(args)
     _check_device(settings.device)
     out = check_out_path(args.out or default_out(settings.device))
-    bench = run_bench(names, settings, out, _command(args.models, settings, out))
+    allow = getattr(args, "allow_inconsistent", False)
+    bench = run_bench(names, settings, out, _command(args.models, settings, out, allow))
     print(bench.markdown_path.read_text())
     print(f"Wrote {bench.json_path} and {bench.markdown_path}.")
     if bench.failures:
         print(f"fpn-zoo: error: {len(bench.failures)} job(s) failed: {'; '.join(bench.failures)}; see 'error' in "
               f"{bench.json_path}", file=sys.stderr)  # fmt: skip
         return 1
+    consistency = bench.results.get("consistency") or {}
+    if not consistency.get("ok", True):
+        from fpn_zoo.bench.ranking import describe_violations
+
+        for violation in consistency["violations"]:
+            print(f"fpn-zoo bench: inconsistent: {violation['message']}", file=sys.stderr)
+        level = "warning" if allow else "error"
+        print(f"fpn-zoo: {level}: the run is flagged ({describe_violations(consistency)}); the machine was too noisy "
+              f"to rank these models. {bench.json_path} records it and `fpn-zoo docs` will refuse it: rerun on a "
+              "quiet machine" + (" (exiting 0: --allow-inconsistent)" if allow else ""), file=sys.stderr)  # fmt: skip
+        return 0 if allow else INCONSISTENT_EXIT
     return 0

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from fpn_zoo.bench.measure import markdown_table
+from fpn_zoo.bench.ranking import NOISE_MARK, describe_violations, latency_ranking
 
 __all__ = ["render_markdown"]
 
@@ -91,6 +92,60 @@ def _fast_cells(row: dict[str, Any]) -> list[str]:
     ]
 
 
+def _ranking_tables(results: dict[str, Any]) -> list[str]:
+    parts = []
+    for size in results["settings"]["sizes"]:
+        eager = latency_ranking(results["models"], size)
+        if not eager:
+            continue
+        fast = latency_ranking(results["models"], size, fast=True)
+        body = []
+        for ranked in sorted(eager.values(), key=lambda r: (r.median, r.key)):
+            other = fast.get(ranked.key)
+            body.append([
+                ranked.rank_text, ranked.key, f"{ranked.median:.3f} [{ranked.low:.3f}, {ranked.high:.3f}]",
+                "" if other is None else other.rank_text,
+                "" if other is None else f"{other.median:.3f} [{other.low:.3f}, {other.high:.3f}]",
+            ])  # fmt: skip
+        header = ["rank", "model", "eager / reference, median [95% CI]", "fast rank", "fast / reference [95% CI]"]
+        parts += [
+            f"## Latency ranking at {size} (fp32, batch 1; every model in one process, shuffled rounds)",
+            markdown_table(header, body, "rlrrr"),
+        ]
+    if parts:
+        coverage = min(
+            (r["paired_ratio_ci"]["coverage"] for e in results["models"] for r in e.get("latency") or []
+             if r.get("paired_ratio_ci")), default=1.0,
+        )  # fmt: skip
+        short = (
+            f" With {results['settings']['runs']} rounds no interval reaches 95%: [min, max] covers only "
+            f"{coverage:.0%}; run at least 6 rounds (--runs) for a 95% interval."
+            if coverage < 0.95
+            else ""
+        )
+        parts.append(
+            "Ratio = median over rounds of model_i / reference_i, the reference timed in the same round; the interval "
+            f"is the distribution-free 95% CI of that median (order statistics). {NOISE_MARK}: the row's interval "
+            f"overlaps a neighbour's, so their order is within noise and they share a rank.{short}"
+        )
+    return parts
+
+
+def _consistency_line(results: dict[str, Any]) -> list[str]:
+    consistency = results.get("consistency")
+    if not consistency or (not consistency.get("checked") and consistency.get("ok")):
+        return []
+    if consistency["ok"]:
+        return [f"Consistency check passed: {consistency['checked']} comparisons of models on the same backbone."]
+    lines = "\n".join(f"- {v['message']}" for v in consistency["violations"])
+    return [
+        f"**FLAGGED: {describe_violations(consistency)}.** A model with strictly more FLOPs ran faster beyond the "
+        "intervals: the machine was too noisy to rank these models; rerun on a quiet machine. `fpn-zoo docs` refuses "
+        "this file.",
+        lines,
+    ]
+
+
 def _necks_table(results: dict[str, Any]) -> str:
     header = ["neck", "size", "reference", "same function (max abs diff)", "ours ms (median / IQR)",
               "reference ms (median / IQR)", "ratio", "paired ratio", "GFLOPs ours / reference"]  # fmt: skip
@@ -124,6 +179,12 @@ def _reference_line(results: dict[str, Any]) -> str:
     if medians:
         size = results["settings"]["memory_size"]
         spread = f" Its fp32 median at {size} ranged from {min(medians):.0f} to {max(medians):.0f} ms across the runs."
+    shared = any(r.get("timing") == "shared_process" for e in results["models"] for r in e.get("latency") or [])
+    if shared:  # one process per size: one set of reference timings that every model's rounds share
+        return (
+            f"Reference detector: `{detector['name']}`, {detector['params'] / 1e6:.2f} M params, GFLOPs {gflops}; it "
+            "is timed in every round, in the same process as all the models of each size, in a shuffled order."
+        )
     return (
         f"Reference detector: `{detector['name']}`, {detector['params'] / 1e6:.2f} M params, GFLOPs {gflops}; it is "
         f"timed next to every model, interleaved, in the same process.{spread}"
@@ -153,6 +214,7 @@ def render_markdown(results: dict[str, Any], *, source: str = "the results JSON"
         + " of one forward. Load: create_model(name, weights=DIR) against fasterrcnn_resnet50_fpn + load_state_dict"
         "(torch.load(PTH)); cold = file evicted from the page cache.",
     ]
+    parts += _ranking_tables(results) + _consistency_line(results)
     if any(_combo(r) != _BASELINE for e in results["models"] for r in e.get("latency") or []):
         parts += ["## Latency matrix", _matrix_table(results)]
     not_cold = [e["model"] for e in results["models"] if _cold_not_evicted(e)]

@@ -92,6 +92,15 @@ class _Checker:
         if len(times) != n:
             self.fail(f"{where}.times_ms", f"has {len(times)} timings but n is {n}")
 
+    def interval(self, obj: dict[str, Any], key: str, path: str) -> None:
+        record = self.key(obj, key, path, "dict")
+        where = f"{path}.{key}"
+        for name in ("low", "high", "level", "coverage"):
+            self.key(record, name, where, "number")
+        self.key(record, "n", where, "int")
+        if record["low"] > record["high"]:
+            self.fail(where, f"has low {record['low']!r} above high {record['high']!r}")
+
     def sized_numbers(self, obj: dict[str, Any], key: str, path: str) -> None:
         values = self.key(obj, key, path, "dict", nullable=True)
         for size, value in (values or {}).items():
@@ -120,6 +129,9 @@ def _check_model(c: _Checker, entry: Any, path: str) -> None:
             c.stats(row, "fast", where)
             for key in ("fast_ratio", "fast_paired_ratio", "fast_vs_eager_paired_ratio"):
                 c.key(row, key, where, "number")
+        for key in ("paired_ratio_ci", "fast_paired_ratio_ci", "fast_vs_eager_paired_ratio_ci"):
+            if key in row:  # rows timed in the shared latency process; older files have none
+                c.interval(row, key, where)
     memory = c.key(entry, "memory", path, "dict", nullable=True)
     if memory is not None:
         for key, kind in (("size", "str"), ("method", "str"), ("ours_mib", "number")):
@@ -201,6 +213,17 @@ def validate_results(data: Any, source: str | os.PathLike[str] = "<memory>") -> 
     for i, row in enumerate(c.key(data, "necks", "", "list")):
         _check_neck(c, row, f"necks[{i}]")
     c.key(data, "total_wall_s", "", "number", nullable=True)
+    if "consistency" in data:  # written since the shared latency process; older files have none
+        consistency = c.key(data, "consistency", "", "dict")
+        c.key(consistency, "ok", "consistency", "bool")
+        for i, violation in enumerate(c.key(consistency, "violations", "consistency", "list")):
+            c.key(violation, "message", f"consistency.violations[{i}]", "str")
+        if consistency["ok"] == bool(consistency["violations"]):
+            c.fail("consistency.ok", "must be true exactly when violations is empty")
+    for i, record in enumerate(c.key(data, "latency_rounds", "", "list") if "latency_rounds" in data else []):
+        where = f"latency_rounds[{i}]"
+        c.key(record, "order_seed", where, "str")
+        c.key(record, "orders", where, "list")
     return data
 
 

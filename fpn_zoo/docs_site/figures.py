@@ -70,10 +70,11 @@ class Figure:
     def tooltip(self) -> str:
         return (f"{self.detail}. " if self.detail else "") + f"Source: {self.source.describe()}"
 
-    def html_cell(self, extra: str = "") -> str:
-        """A sortable table cell whose tooltip names the source and date."""
+    def html_cell(self, extra: str = "", sort: float | None = None) -> str:
+        """A sortable table cell whose tooltip names the source and date; ``sort`` replaces ``value`` as its key."""
         title = html.escape(self.tooltip(), quote=True)
-        return f'<td data-sort="{self.value:g}" title="{title}">{html.escape(self.text)}{extra}</td>'
+        key = self.value if sort is None else sort
+        return f'<td data-sort="{key:g}" title="{title}">{html.escape(self.text)}{extra}</td>'
 
     def html_span(self) -> str:
         """The figure inside a cell that holds several (a model's weights tags), with the same tooltip.

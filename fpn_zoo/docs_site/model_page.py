@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import textwrap
 
+from fpn_zoo.bench.ranking import latency_ranking
 from fpn_zoo.config import NECK_TITLES, VARIANTS, ModelConfig
 from fpn_zoo.docs_site.figures import Figure
 from fpn_zoo.docs_site.model_weights import weights_section
@@ -72,6 +73,37 @@ def _stats(figure: dict, unit: str = "ms") -> str:
     return f"{figure['median_ms']:.1f} {unit} (min {figure['min_ms']:.1f}, IQR {figure['iqr_ms']:.1f}, n={figure['n']})"
 
 
+def _ci_text(entry: dict) -> str:
+    """``; per round 0.953 (95% CI 0.941-0.968)`` for rows timed with every model in one process, else nothing."""
+    parts = []
+    for key, label in (("paired_ratio", "per round"), ("fast_paired_ratio", "fast path per round")):
+        ci = entry.get(f"{key}_ci")
+        if ci is not None:
+            parts.append(f"{label} {entry[key]:.3f} (95% CI {ci['low']:.3f}-{ci['high']:.3f})")
+    return "".join(f"; {part}" for part in parts)
+
+
+def _rank_lines(run: ResultsFile, name: str) -> list[str]:
+    """Where the model ranks among the run's models, per size; nothing for runs that cannot be ranked."""
+    lines = []
+    for size in run.data["settings"]["sizes"]:
+        for fast, label in ((False, "eager"), (True, "fast path")):
+            ranking = latency_ranking(run.data["models"], size, fast=fast)
+            if name in ranking:
+                ranked = ranking[name]
+                noise = ", within noise of a neighbour (95% intervals overlap)" if ranked.within_noise else ""
+                lines.append(f"- {size}, {label}: rank {ranked.rank_text} of {len(ranking)}{noise}")
+    if not lines:
+        return []
+    return [
+        "",
+        "Latency rank among the models of this run (fp32, batch 1; all timed in one process per size, shuffled "
+        "rounds; by the median per-round ratio to the reference):",
+        "",
+        *lines,
+    ]
+
+
 def _bench_section(run: ResultsFile, name: str, title: str) -> list[str]:
     row = run.model(name)
     source = run.source
@@ -95,7 +127,7 @@ def _bench_section(run: ResultsFile, name: str, title: str) -> list[str]:
         "|---|---:|---|---|---|---:|---:|---:|---:|",
     ]
     for entry in row["latency"]:
-        ratio = "" if entry.get("ratio") is None else f"{entry['ratio']:.3f}"
+        ratio = "" if entry.get("ratio") is None else f"{entry['ratio']:.3f}" + _ci_text(entry)
         reference = "" if entry.get("reference") is None else _stats(entry["reference"])
         throughput = entry.get("throughput_img_s")
         flags = " | ".join("yes" if entry[key] else "no" for key in ("channels_last", "compiled"))
@@ -103,6 +135,7 @@ def _bench_section(run: ResultsFile, name: str, title: str) -> list[str]:
             f"| {entry['size']} | {entry['batch']} | {entry['precision']} | {flags} | {_stats(entry['ours'])} | "
             f"{reference} | {ratio} | {'' if throughput is None else f'{throughput:.2f}'} |"
         )
+    lines += _rank_lines(run, name)
     lines += ["", "| Figure | This model | Reference | Ratio |", "|---|---:|---:|---:|"]
     lines.append(f"| Parameters | {row['params']:,} | | |")
     reference_flops = (run.data.get("references", {}).get("detector") or {}).get("gflops") or {}

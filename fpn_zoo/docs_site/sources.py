@@ -21,6 +21,7 @@ __all__ = [
     "SiteSources",
     "load_finetune_results",
     "load_sources",
+    "refuse_flagged",
 ]
 
 FINETUNE_SCHEMA = "fpn-zoo-finetune"
@@ -90,10 +91,30 @@ def _results_page(path: Path, root: Path) -> str | None:
     return _relative(table, root / "docs").as_posix()
 
 
+def refuse_flagged(path: Path, data: dict[str, Any]) -> None:
+    """Refuse a full benchmark run that its own consistency check flagged (``consistency.ok`` false).
+
+    Its latency ranking contradicts the FLOPs beyond the measured intervals, so the machine was too noisy: the pages
+    must not rank models from it. Quick smoke runs are never published, so they are let through.
+
+    Raises:
+        DocsSourceError: One line: the file, the first violation, and what to do.
+    """
+    from fpn_zoo.bench.ranking import describe_violations
+
+    problem = describe_violations(data.get("consistency"))
+    if problem and not data.get("quick"):
+        raise DocsSourceError(
+            f"{path} is flagged by fpn-zoo bench's consistency check ({problem}); its latency ranking is noise, so "
+            "it cannot be published: rerun `fpn-zoo bench` on a quiet machine and replace this file with that run."
+        )
+
+
 def _bench_run(path: Path, root: Path) -> ResultsFile:
     from fpn_zoo.bench.results import load_results
 
     data = load_results(path)
+    refuse_flagged(path, data)
     machine = data.get("machine") or {}
     versions = data.get("versions") or {}
     device = data.get("device", "cpu")

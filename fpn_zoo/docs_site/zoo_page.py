@@ -7,6 +7,7 @@ import html
 from collections import Counter
 from collections.abc import Callable
 
+from fpn_zoo.bench.ranking import RankedRow
 from fpn_zoo.docs_site.figures import Figure, Source
 from fpn_zoo.docs_site.sources import SiteSources
 from fpn_zoo.docs_site.weights_tags import tags_cell
@@ -29,11 +30,18 @@ def _dash(reason: str) -> str:
     return f'<td data-sort="" title="{html.escape(reason, quote=True)}">{DASH}</td>'
 
 
-def _figure_cell(figure: Figure | None, reason: str, ratio: float | None = None) -> str:
+def _figure_cell(figure: Figure | None, reason: str, ratio: float | None = None, rank: RankedRow | None = None) -> str:
     if figure is None:
         return _dash(reason)
     extra = f' <span class="zoo-ratio">{ratio:.2f}x</span>' if ratio is not None else ""
-    return figure.html_cell(extra)
+    if rank is None:
+        return figure.html_cell(extra)
+    # Ranked runs sort by what the rank is of (the median per-round ratio, one reference for all), so the rows a
+    # reader sorts into order are the ones the marks compare, and a tie reads as a tie.
+    noise = "within noise of a neighbour: its 95% interval overlaps theirs" if rank.within_noise else "ranked"
+    title = html.escape(f"latency rank {rank.rank_text} at this size ({noise})", quote=True)
+    extra += f' <span class="zoo-rank" title="{title}">#{rank.rank_text}</span>'
+    return figure.html_cell(extra, sort=rank.median)
 
 
 class _Columns:
@@ -80,7 +88,10 @@ def _row_html(row: ZooRow, gpu_columns: list[str], not_measured: Callable[[str, 
         tags_cell(row.tags, page),
         _figure_cell(row.params, measured("params")),
         _figure_cell(row.gflops, measured("GFLOPs")),
-        *(_figure_cell(row.latency.get(s), measured("latency"), row.latency_ratio.get(s)) for s in TABLE_SIZES),
+        *(
+            _figure_cell(row.latency.get(s), measured("latency"), row.latency_ratio.get(s), row.latency_rank.get(s))
+            for s in TABLE_SIZES
+        ),
         _figure_cell(row.memory, measured("memory")),
         *(_figure_cell(row.gpu.get(column), measured("GPU figures")) for column in gpu_columns),
         _figure_cell(row.bccd_ap, "not in the BCCD fine-tuning run"),
@@ -165,6 +176,16 @@ def _plot_sources(sources: SiteSources) -> str:
     return "Sources: " + "; ".join(f"`{s.label}` ({s.date})" for s in used) + "."
 
 
+def _rank_note(rows: list[ZooRow]) -> str:
+    if not any(row.latency_rank for row in rows):
+        return ""
+    return (
+        " Every model of that run was timed in one process per size, in shuffled rounds with the reference; the "
+        "latency columns sort by the median per-round ratio, and #N is the model's rank. \u2248 marks a rank within "
+        "noise: the model's 95% interval overlaps its neighbour's, so their order is not measured."
+    )
+
+
 def render_zoo_page(rows: list[ZooRow], sources: SiteSources, header: str) -> str:
     """The Markdown of ``docs/zoo/index.md``."""
     table, table_sources = render_zoo_table(rows, sources)
@@ -172,6 +193,7 @@ def render_zoo_page(rows: list[ZooRow], sources: SiteSources, header: str) -> st
     latency_note = (
         f"CPU latency is the median of the timed runs at batch 1 in fp32; the small figure beside it is the ratio "
         f"to {REFERENCE_NAME}, measured interleaved with each model in the same run (below 1: faster)."
+        + _rank_note(rows)
         if bench
         else "No benchmark results are committed yet: run `fpn-zoo bench` and then `fpn-zoo docs`."
     )

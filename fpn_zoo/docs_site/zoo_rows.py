@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from fpn_zoo.bench.ranking import RankedRow, latency_ranking
 from fpn_zoo.config import ModelConfig
 from fpn_zoo.docs_site.figures import Figure
 from fpn_zoo.docs_site.sources import ResultsFile, SiteSources
@@ -31,6 +32,9 @@ class ZooRow:
         latency: CPU latency per input size, median ms at batch 1 in fp32.
         latency_ratio: The same, divided by torchvision's detector measured interleaved in the same run.
         memory: Peak memory of one CPU forward at the benchmark's memory size, MiB.
+        latency_rank: Per input size, the model's place in the run's latency ranking (median per-round ratio to the
+            reference, ties within the 95% intervals marked); empty for runs that timed each model in its own
+            process, which cannot be ranked against each other.
         gpu: GPU figures by column name, when a CUDA run exists.
         coco_ap: COCO box AP of the default weights, from the manifest.
         bccd_ap: Box AP (and AP50 in the text) on BCCD val after the fine-tuning run.
@@ -45,6 +49,7 @@ class ZooRow:
     latency_ratio: dict[str, float | None]
     memory: Figure | None
     gpu: dict[str, Figure | None] = field(default_factory=dict)
+    latency_rank: dict[str, RankedRow] = field(default_factory=dict)
     coco_ap: Figure | None = None
     bccd_ap: Figure | None = None
     weights: WeightsEntry | None = None
@@ -82,6 +87,12 @@ def _latency_figure(
     )
     if ratio is not None:
         detail += f"; {ratio:.3f}x {REFERENCE_NAME} measured interleaved in the same run"
+    ci = row.get("paired_ratio_ci")
+    if ci is not None:
+        detail += (
+            f"; median per-round ratio {row['paired_ratio']:.3f} (95% CI {ci['low']:.3f}-{ci['high']:.3f}), every "
+            "model of the run timed in one process in shuffled rounds"
+        )
     return Figure(ours["median_ms"], f"{ours['median_ms']:.0f}", run.source, detail), ratio
 
 
@@ -90,6 +101,7 @@ def _bench_figures(sources: SiteSources, name: str) -> dict[str, Any]:
     row = run.model(name) if run else None
     if run is None or row is None:
         return {"params": None, "gflops": None, "latency": {}, "latency_ratio": {}, "memory": None}
+    ranks = {size: latency_ranking(run.data["models"], size).get(name) for size in TABLE_SIZES}
     latency: dict[str, Figure | None] = {}
     ratios: dict[str, float | None] = {}
     for size in TABLE_SIZES:
@@ -107,6 +119,7 @@ def _bench_figures(sources: SiteSources, name: str) -> dict[str, Any]:
         else Figure(gflops, f"{gflops:.0f}", run.source, f"GFLOPs of one forward at {FLOPS_SIZE}"),
         "latency": latency,
         "latency_ratio": ratios,
+        "latency_rank": {size: rank for size, rank in ranks.items() if rank is not None},
         "memory": None
         if not memory
         else Figure(

@@ -79,7 +79,9 @@ class PyramidRoIAlign(MultiScaleRoIAlign):
         # Grad, inference and autocast modes are per thread: the workers get the caller's, and autocast's one rule
         # for roi_align (pool in float32, return the feature's dtype) is applied here instead.
         grad, inference, dtype = torch.is_grad_enabled(), torch.is_inference_mode_enabled(), feature.dtype
-        feature = feature.to(rois.dtype).contiguous()  # contiguous once, not in every thread's kernel call
+        if torch.is_autocast_enabled("cpu"):
+            feature, rois = feature.float(), rois.float()
+        feature = feature.contiguous()  # once, not in every thread's kernel call
 
         def pool(part: Tensor) -> Tensor:
             with torch.inference_mode(inference), torch.set_grad_enabled(grad):
