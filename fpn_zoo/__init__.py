@@ -18,10 +18,10 @@ from fpn_zoo.hub import entrypoints as hub_entrypoints
 from fpn_zoo.registry import get_model_config, list_models
 
 if TYPE_CHECKING:
-    from fpn_zoo.detector import ZooDetector
     from fpn_zoo.factory import WeightsNotAvailableError, create_model
     from fpn_zoo.images import ImageError, load_image, to_model_input
     from fpn_zoo.weights.hub_download import WeightsDownloadError
+    from fpn_zoo.weights.hub_mixin import ZooDetector
     from fpn_zoo.weights.integrity import WeightsIntegrityError
 
 __version__ = "0.1.0"
@@ -32,7 +32,7 @@ _LAZY = {
     "WeightsNotAvailableError": "fpn_zoo.factory",
     "WeightsDownloadError": "fpn_zoo.weights.hub_download",
     "WeightsIntegrityError": "fpn_zoo.weights.integrity",
-    "ZooDetector": "fpn_zoo.detector",
+    "ZooDetector": "fpn_zoo.weights.hub_mixin",  # the model of fpn_zoo.detector with the Hub methods
     "ImageError": "fpn_zoo.images",
     "load_image": "fpn_zoo.images",
     "to_model_input": "fpn_zoo.images",

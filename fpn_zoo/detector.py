@@ -1,10 +1,16 @@
-"""The zoo detector: timm backbone + neck inside torchvision's Faster R-CNN (RPN + RoI heads)."""
+"""The zoo detector: timm backbone + neck inside torchvision's Faster R-CNN (RPN + RoI heads).
+
+Model code only: nothing here reads or writes files or talks to the Hub. Loading weights
+([`create_model`][fpn_zoo.factory.create_model]), exporting and publishing sit above this module and call down to
+it; the detector with ``from_pretrained`` / ``save_pretrained`` / ``push_to_hub`` is the subclass
+[`fpn_zoo.ZooDetector`][fpn_zoo.weights.hub_mixin.ZooDetector] that those layers build.
+"""
 
 from __future__ import annotations
 
 import math
 import warnings
-from typing import Any
+from typing import Any, TypeVar, overload
 
 import torch
 from torch import Tensor, nn
@@ -20,9 +26,10 @@ from fpn_zoo.images import ImageError, check_model_input
 from fpn_zoo.necks import AugFPN, Neck, build_neck
 from fpn_zoo.necks.fusion import PyramidFeatures
 from fpn_zoo.voice import offers, option
-from fpn_zoo.weights.hub_mixin import ZooHubMixin
 
 _DEFAULT_TRAINABLE_LAYERS = 3  # torchvision's default whenever pretrained weights are involved
+
+D = TypeVar("D", bound="ZooDetector")
 
 
 class BackboneWithNeck(nn.Module):
@@ -44,7 +51,7 @@ class BackboneWithNeck(nn.Module):
         return self.neck(self.body(x.contiguous(memory_format=self.memory_format)))
 
 
-class ZooDetector(FasterRCNN, ZooHubMixin):
+class ZooDetector(FasterRCNN):
     """torchvision ``FasterRCNN`` built from a [`ModelConfig`][fpn_zoo.config.ModelConfig].
 
     Behaves exactly like torchvision's detectors: in eval mode ``model(images)`` takes a list of ``(3, H, W)`` float
@@ -53,8 +60,11 @@ class ZooDetector(FasterRCNN, ZooHubMixin):
     losses, to which AugFPN models add their consistent-supervision terms (``loss_aux_*``, see
     [`fpn_zoo.heads.consistent_supervision`][fpn_zoo.heads.consistent_supervision]). Inputs are checked first, so a
     uint8 or HWC tensor fails with a message instead of garbage detections.
-    ``from_pretrained``, ``save_pretrained`` and ``push_to_hub`` work as on Hugging Face Hub models
-    ([`ZooHubMixin`][fpn_zoo.weights.hub_mixin.ZooHubMixin]).
+
+    This class is the model alone. What [`fpn_zoo.create_model`][fpn_zoo.factory.create_model], the torch.hub
+    entrypoints and the CLI return is its subclass [`fpn_zoo.ZooDetector`][fpn_zoo.weights.hub_mixin.ZooDetector],
+    which adds ``from_pretrained``, ``save_pretrained`` and ``push_to_hub`` as on Hugging Face Hub models; every such
+    model is also an instance of this class.
 
     Attributes:
         config: The architecture this model was built from (what ``config.json`` stores).
@@ -169,7 +179,17 @@ def resolve_trainable_layers(config: ModelConfig, *, is_pretrained: bool) -> int
     return 5
 
 
-def build_detector(config: ModelConfig, *, loads_weights: bool = False) -> ZooDetector:
+@overload
+def build_detector(config: ModelConfig, *, loads_weights: bool = ...) -> ZooDetector: ...
+
+
+@overload
+def build_detector(config: ModelConfig, *, loads_weights: bool = ..., detector_cls: type[D]) -> D: ...
+
+
+def build_detector(
+    config: ModelConfig, *, loads_weights: bool = False, detector_cls: type[ZooDetector] = ZooDetector
+) -> ZooDetector:
     """Build the detector described by ``config``, randomly initialised (plus timm weights if requested).
 
     Args:
@@ -179,9 +199,19 @@ def build_detector(config: ModelConfig, *, loads_weights: bool = False) -> ZooDe
             ``config.backbone_norm`` says otherwise) and only the top ``trainable_backbone_layers`` stages
             trainable; otherwise ordinary BatchNorm and everything trains.
             timm's ImageNet weights are not fetched when whole-model weights follow.
+        detector_cls: The class to build: [`ZooDetector`][fpn_zoo.detector.ZooDetector] or a subclass. The
+            factory passes [`fpn_zoo.ZooDetector`][fpn_zoo.weights.hub_mixin.ZooDetector], the subclass with the
+            Hub methods, which lives above this module so that the model imports no I/O.
 
     Returns:
         The model in training mode, on the current default device.
+
+    Examples:
+        >>> from fpn_zoo.registry import get_model_config
+        >>> with torch.device("meta"):
+        ...     model = build_detector(get_model_config("fpn_r50_coco"), loads_weights=True)
+        >>> type(model).__name__, model.backbone.out_channels
+        ('ZooDetector', 256)
     """
     is_pretrained = loads_weights or config.pretrained_backbone
     frozen_bn = {"auto": is_pretrained, "frozen_batch_norm": True, "batch_norm": False}[config.backbone_norm]
@@ -193,4 +223,4 @@ def build_detector(config: ModelConfig, *, loads_weights: bool = False) -> ZooDe
         trainable_layers=resolve_trainable_layers(config, is_pretrained=is_pretrained),
     )
     neck = build_neck(config, body.channels)
-    return ZooDetector(config, BackboneWithNeck(body, neck))
+    return detector_cls(config, BackboneWithNeck(body, neck))

@@ -1,4 +1,9 @@
-"""``create_model``: the one builder behind the Python API, the hub entrypoints and the CLI."""
+"""``create_model``: the one builder behind the Python API, the hub entrypoints and the CLI.
+
+It builds [`fpn_zoo.ZooDetector`][fpn_zoo.weights.hub_mixin.ZooDetector], the model of
+[`fpn_zoo.detector`][fpn_zoo.detector] with ``from_pretrained`` / ``save_pretrained`` / ``push_to_hub``; the model
+module itself knows nothing of weights files or the Hub.
+"""
 
 from __future__ import annotations
 
@@ -11,10 +16,11 @@ from torch import nn
 from torchvision.models.detection.faster_rcnn import FastRCNNPredictor
 
 from fpn_zoo.config import ModelConfig
-from fpn_zoo.detector import ZooDetector, build_detector
+from fpn_zoo.detector import build_detector
 from fpn_zoo.registry import get_model_config
 from fpn_zoo.voice import option, say
 from fpn_zoo.weights.checkpoint import LocalCheckpoint, read_checkpoint
+from fpn_zoo.weights.hub_mixin import ZooDetector
 from fpn_zoo.weights.loading import PREDICTOR_PREFIX, assign_state_dict, check_state_dict
 from fpn_zoo.weights.resolve import WeightsNotAvailableError, resolve_pretrained, resolve_weights
 
@@ -181,12 +187,12 @@ def create_model(
 
     if ckpt is None:
         with target:
-            model = build_detector(config)
+            model = build_detector(config, detector_cls=ZooDetector)
         return _finish(model.eval(), fast)
 
     drop = ckpt_classes is not None and ckpt_classes != config.num_classes
     with torch.device("meta"):
-        model = build_detector(config, loads_weights=True)
+        model = build_detector(config, loads_weights=True, detector_cls=ZooDetector)
     report = check_state_dict(
         {k: tuple(v.shape) for k, v in model.state_dict().items()},
         shapes,

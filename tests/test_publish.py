@@ -385,6 +385,16 @@ def test_cli_errors_are_one_line(bccd_export, capsys):
 # --- ZooDetector.save_pretrained / from_pretrained / push_to_hub ------------------------------------------------
 
 
+def test_the_hub_methods_are_added_above_the_model(source):
+    """fpn_zoo.ZooDetector is the model of fpn_zoo.detector plus the mixin; the model class has no I/O methods."""
+    from fpn_zoo import detector
+
+    model, _ = source
+    assert fpn_zoo.ZooDetector is hub_mixin.ZooDetector and issubclass(fpn_zoo.ZooDetector, detector.ZooDetector)
+    assert isinstance(model, fpn_zoo.ZooDetector) and isinstance(model, detector.ZooDetector)
+    assert not any(hasattr(detector.ZooDetector, m) for m in ("from_pretrained", "save_pretrained", "push_to_hub"))
+
+
 @pytest.fixture(scope="module")
 def saved(source, tmp_path_factory):
     model, _ = source

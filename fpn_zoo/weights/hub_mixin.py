@@ -1,4 +1,10 @@
-"""``from_pretrained`` / ``save_pretrained`` / ``push_to_hub`` on [`ZooDetector`][fpn_zoo.detector.ZooDetector].
+"""``from_pretrained`` / ``save_pretrained`` / ``push_to_hub``, and the detector class that has them.
+
+[`ZooDetector`][fpn_zoo.weights.hub_mixin.ZooDetector] here, exported as ``fpn_zoo.ZooDetector``, is the model of
+[`fpn_zoo.detector`][fpn_zoo.detector] with [`ZooHubMixin`][fpn_zoo.weights.hub_mixin.ZooHubMixin] applied; it is
+what [`create_model`][fpn_zoo.factory.create_model], the torch.hub entrypoints and the CLI build. The mixin is
+applied in this module, above the model, because it needs the factory and the exporter: the model's own import graph
+holds no I/O (``tests/test_import_graph.py`` checks it).
 
 The three methods follow ``huggingface_hub.ModelHubMixin``'s signatures and conventions (a local folder or a Hub
 repository id; ``config.json`` + ``model.safetensors`` + ``README.md``; one ``upload_folder`` commit; the model comes
@@ -21,15 +27,13 @@ from __future__ import annotations
 import os
 import tempfile
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import Any, TypeVar
 
+from fpn_zoo import detector
 from fpn_zoo.weights.checkpoint import CONFIG_FILENAME, WEIGHTS_FILENAME, CheckpointError, read_checkpoint
 from fpn_zoo.weights.hub_download import HF_HUB_PREFIX, fetch_hub_file, parse_hf_hub_spec
 
-if TYPE_CHECKING:
-    from fpn_zoo.detector import ZooDetector
-
-__all__ = ["ZooHubMixin"]
+__all__ = ["ZooDetector", "ZooHubMixin"]
 
 T = TypeVar("T", bound="ZooHubMixin")
 DEFAULT_COMMIT_MESSAGE = "Push model using fpn_zoo."
@@ -65,7 +69,10 @@ def _download(
 
 
 class ZooHubMixin:
-    """Hub-style saving and loading for zoo detectors (mixed into [`ZooDetector`][fpn_zoo.detector.ZooDetector])."""
+    """Hub-style saving and loading, for subclasses of [`fpn_zoo.detector.ZooDetector`][fpn_zoo.detector.ZooDetector].
+
+    Mixed into [`ZooDetector`][fpn_zoo.weights.hub_mixin.ZooDetector] below.
+    """
 
     @classmethod
     def from_pretrained(
@@ -115,7 +122,7 @@ class ZooHubMixin:
             >>> model = ZooDetector.from_pretrained("acme/fpn_r50_bccd", revision="v1")  # doctest: +SKIP
             >>> model = ZooDetector.from_pretrained("export/", strict=False, num_classes=5)  # doctest: +SKIP
         """
-        from fpn_zoo.factory import create_model
+        from fpn_zoo.factory import create_model  # deferred: the factory imports this module
 
         source = str(pretrained_model_name_or_path)
         if os.path.isdir(source):
@@ -173,7 +180,7 @@ class ZooHubMixin:
             >>> card = {"license": "apache-2.0", "gflops_input_size": (800, 800)}
             >>> model.save_pretrained("export/fpn_r50_bccd", model_card_kwargs=card)  # doctest: +SKIP
         """
-        from fpn_zoo.publish.export import write_export
+        from fpn_zoo.publish.export import write_export  # deferred: building a model never imports the exporter
 
         card = {"gflops_input_size": None, **(model_card_kwargs or {})}
         write_export(self._as_detector(), save_directory, repo_id=repo_id, **card)
@@ -228,9 +235,24 @@ class ZooHubMixin:
                 create_pr=create_pr,
             )
 
-    def _as_detector(self) -> ZooDetector:
-        from fpn_zoo.detector import ZooDetector
-
-        if not isinstance(self, ZooDetector):
+    def _as_detector(self) -> detector.ZooDetector:
+        if not isinstance(self, detector.ZooDetector):
             raise TypeError(f"ZooHubMixin is for ZooDetector, not {type(self).__name__}.")
         return self
+
+
+class ZooDetector(detector.ZooDetector, ZooHubMixin):
+    """The zoo detector with ``from_pretrained``, ``save_pretrained`` and ``push_to_hub``: ``fpn_zoo.ZooDetector``.
+
+    The model itself is [`fpn_zoo.detector.ZooDetector`][fpn_zoo.detector.ZooDetector] (same constructor, forward
+    and state dict); this subclass adds [`ZooHubMixin`][fpn_zoo.weights.hub_mixin.ZooHubMixin]'s methods. It is
+    what [`fpn_zoo.create_model`][fpn_zoo.factory.create_model], the torch.hub entrypoints and the CLI return, so
+    ``isinstance(model, fpn_zoo.detector.ZooDetector)`` holds for those models too.
+
+    Examples:
+        >>> import fpn_zoo
+        >>> model = fpn_zoo.create_model("fpn_r50_coco", device="cpu", min_size=128, max_size=128)
+        >>> isinstance(model, fpn_zoo.ZooDetector), isinstance(model, detector.ZooDetector)
+        (True, True)
+        >>> model.save_pretrained("export/fpn_r50_coco")  # doctest: +SKIP
+    """
