@@ -7,6 +7,8 @@ frozen and only the top ``trainable_layers`` stages train; a backbone trained fr
 
 from __future__ import annotations
 
+import os
+
 from torch import Tensor, nn
 from torchvision.ops.misc import FrozenBatchNorm2d
 
@@ -47,6 +49,8 @@ class TimmBackbone(nn.Module):
     Args:
         spec: timm name, feature indices and whether outputs are normalised (ConvNeXt).
         pretrained: Load timm's ImageNet weights.
+        weights_file: Read them from this local file (the factory fetches it through fpn_zoo's Hub download, whose
+            failures say what to do); ``None`` lets timm download them itself.
         frozen_bn: Replace BatchNorm by ``FrozenBatchNorm2d`` (used whenever pretrained weights are loaded).
         frozen_bn_eps: Epsilon of the frozen BatchNorm layers.
         trainable_layers: Number of stage groups, counted from the top (stage 4, 3, 2, 1, stem), whose parameters
@@ -64,6 +68,7 @@ class TimmBackbone(nn.Module):
         spec: BackboneSpec,
         *,
         pretrained: bool,
+        weights_file: str | os.PathLike[str] | None = None,
         frozen_bn: bool,
         frozen_bn_eps: float = 1e-5,
         trainable_layers: int = 5,
@@ -71,14 +76,7 @@ class TimmBackbone(nn.Module):
         super().__init__()
         import timm  # deferred: importing timm costs a second and `import fpn_zoo` must stay light
 
-        overlay = None
-        if pretrained:
-            # Fetched through fpn_zoo's Hub download, not timm's: an unreachable Hub then fails within seconds with
-            # one line saying what to do, where timm's path retries for a minute and ends in the Hub client's text.
-            from fpn_zoo.weights.hub_download import fetch_timm_weights
-
-            weights_file = fetch_timm_weights(spec.timm_name)
-            overlay = None if weights_file is None else {"file": str(weights_file)}
+        overlay = {"file": str(weights_file)} if pretrained and weights_file is not None else None
         self.model = timm.create_model(
             spec.timm_name,
             pretrained=pretrained,

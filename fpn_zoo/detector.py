@@ -9,6 +9,7 @@ it; the detector with ``from_pretrained`` / ``save_pretrained`` / ``push_to_hub`
 from __future__ import annotations
 
 import math
+import os
 import warnings
 from typing import Any, TypeVar, overload
 
@@ -180,15 +181,27 @@ def resolve_trainable_layers(config: ModelConfig, *, is_pretrained: bool) -> int
 
 
 @overload
-def build_detector(config: ModelConfig, *, loads_weights: bool = ...) -> ZooDetector: ...
+def build_detector(
+    config: ModelConfig, *, loads_weights: bool = ..., backbone_weights: str | os.PathLike[str] | None = ...
+) -> ZooDetector: ...
 
 
 @overload
-def build_detector(config: ModelConfig, *, loads_weights: bool = ..., detector_cls: type[D]) -> D: ...
+def build_detector(
+    config: ModelConfig,
+    *,
+    loads_weights: bool = ...,
+    detector_cls: type[D],
+    backbone_weights: str | os.PathLike[str] | None = ...,
+) -> D: ...
 
 
 def build_detector(
-    config: ModelConfig, *, loads_weights: bool = False, detector_cls: type[ZooDetector] = ZooDetector
+    config: ModelConfig,
+    *,
+    loads_weights: bool = False,
+    detector_cls: type[ZooDetector] = ZooDetector,
+    backbone_weights: str | os.PathLike[str] | None = None,
 ) -> ZooDetector:
     """Build the detector described by ``config``, randomly initialised (plus timm weights if requested).
 
@@ -202,6 +215,8 @@ def build_detector(
         detector_cls: The class to build: [`ZooDetector`][fpn_zoo.detector.ZooDetector] or a subclass. The
             factory passes [`fpn_zoo.ZooDetector`][fpn_zoo.weights.hub_mixin.ZooDetector], the subclass with the
             Hub methods, which lives above this module so that the model imports no I/O.
+        backbone_weights: Local file of timm's ImageNet weights for ``config.pretrained_backbone`` (the factory
+            fetches it); ``None`` lets timm download them.
 
     Returns:
         The model in training mode, on the current default device.
@@ -218,6 +233,7 @@ def build_detector(
     body = TimmBackbone(
         config.backbone_spec,
         pretrained=config.pretrained_backbone and not loads_weights,
+        weights_file=backbone_weights,
         frozen_bn=frozen_bn,
         frozen_bn_eps=config.frozen_bn_eps,
         trainable_layers=resolve_trainable_layers(config, is_pretrained=is_pretrained),

@@ -20,6 +20,7 @@ from fpn_zoo.detector import build_detector
 from fpn_zoo.registry import get_model_config
 from fpn_zoo.voice import option, say
 from fpn_zoo.weights.checkpoint import LocalCheckpoint, read_checkpoint
+from fpn_zoo.weights.hub_download import fetch_timm_weights
 from fpn_zoo.weights.hub_mixin import ZooDetector
 from fpn_zoo.weights.loading import PREDICTOR_PREFIX, assign_state_dict, check_state_dict
 from fpn_zoo.weights.resolve import WeightsNotAvailableError, resolve_pretrained, resolve_weights
@@ -186,8 +187,11 @@ def create_model(
     config = config.replace(**overrides)
 
     if ckpt is None:
+        # timm's ImageNet file comes through fpn_zoo's Hub download, not timm's: an unreachable Hub then fails within
+        # seconds with one line saying what to do, where timm's own path retries for a minute.
+        backbone_file = fetch_timm_weights(config.backbone_spec.timm_name) if config.pretrained_backbone else None
         with target:
-            model = build_detector(config, detector_cls=ZooDetector)
+            model = build_detector(config, detector_cls=ZooDetector, backbone_weights=backbone_file)
         return _finish(model.eval(), fast)
 
     drop = ckpt_classes is not None and ckpt_classes != config.num_classes

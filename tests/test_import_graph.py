@@ -8,7 +8,7 @@ as well as module-level ones; imports under ``if TYPE_CHECKING:`` are annotation
 from __future__ import annotations
 
 import ast
-from collections.abc import Collection, Iterable, Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
@@ -20,13 +20,6 @@ MODEL = "fpn_zoo.detector"
 # Above the model: they call it, it must not call them.
 IO_LAYERS = ("fpn_zoo.weights", "fpn_zoo.publish", "fpn_zoo.factory")
 IO_LIBRARIES = ("huggingface_hub", "safetensors")
-# Deferred imports below the model that still reach the I/O layers, each with why it is still there. Keep this
-# list shrinking: test_known_exceptions_are_still_real fails once an entry is gone, so it cannot hide a new one.
-KNOWN_EXCEPTIONS = {
-    # TimmBackbone(pretrained=True) fetches timm's ImageNet file through fpn_zoo's Hub download, for its one-line
-    # offline failure; moving that fetch into the factory changes the backbone's constructor (a follow-up).
-    ("fpn_zoo.backbones", "fpn_zoo.weights.hub_download"),
-}
 
 
 @dataclass(frozen=True)
@@ -118,7 +111,7 @@ def _parents(module: str) -> list[str]:
     return [".".join(parts[:i]) for i in range(1, len(parts))]
 
 
-def _walk(start: str, *, called: bool, ignore: Collection[tuple[str, str]] = ()) -> dict[str, list[str]]:
+def _walk(start: str, *, called: bool) -> dict[str, list[str]]:
     """Every module ``start`` may import, each with one import path to it.
 
     A module whose code may run (``called``: imported by name for its functions or classes) counts all its
@@ -133,11 +126,7 @@ def _walk(start: str, *, called: bool, ignore: Collection[tuple[str, str]] = ())
         if module not in modules():
             continue
         following = [(parent, False) for parent in _parents(module)]
-        following += [
-            (edge.target, runs and edge.uses_code)
-            for edge in edges(module)
-            if (runs or not edge.deferred) and (module, edge.target) not in ignore
-        ]
+        following += [(edge.target, runs and edge.uses_code) for edge in edges(module) if runs or not edge.deferred]
         for step in following:
             if step not in paths:
                 paths[step] = [*paths[state], step[0]]
@@ -149,9 +138,9 @@ def _walk(start: str, *, called: bool, ignore: Collection[tuple[str, str]] = ())
     return reached
 
 
-def closure(start: str, *, ignore: Collection[tuple[str, str]] = ()) -> dict[str, list[str]]:
+def closure(start: str) -> dict[str, list[str]]:
     """What ``start``'s code may import when it runs, each with an import path to it."""
-    return _walk(start, called=True, ignore=ignore)
+    return _walk(start, called=True)
 
 
 def import_time_closure(start: str) -> dict[str, list[str]]:
@@ -178,17 +167,11 @@ def _io(reached: dict[str, list[str]]) -> list[str]:
 
 
 def test_the_model_never_imports_io():
-    assert _io(closure(MODEL, ignore=KNOWN_EXCEPTIONS)) == []
+    assert _io(closure(MODEL)) == []
 
 
 def test_importing_the_model_loads_no_io():
     assert _io(import_time_closure(MODEL)) == []
-
-
-def test_known_exceptions_are_still_real():
-    for module, target in KNOWN_EXCEPTIONS:
-        assert Edge(target, deferred=True) in edges(module), f"{module} no longer imports {target}: drop the entry"
-        assert module in closure(MODEL), f"{module} is no longer below the model: drop the entry"
 
 
 def test_no_import_cycle_through_the_model():
@@ -207,5 +190,5 @@ def test_the_checks_can_fail():
     assert Edge("fpn_zoo.detector") in edges("fpn_zoo.factory")
     assert Edge("fpn_zoo.factory", deferred=True) in edges("fpn_zoo.weights.hub_mixin")
     assert {"huggingface_hub", "safetensors"} <= set(closure("fpn_zoo.weights.hub_mixin"))
-    assert _io(closure("fpn_zoo.backbones")) != []  # the known exception, seen when not ignored
+    assert _io(closure("fpn_zoo.factory")) != []  # the factory fetches weights: I/O is found where it is
     assert _cycle_through("fpn_zoo.weights.hub_mixin") is not None  # the mixin and the factory call each other

@@ -235,6 +235,7 @@ def test_cached_timm_weights_load_unchanged_while_the_hub_refuses(tmp_path, monk
 
     from fpn_zoo.backbones import TimmBackbone
     from fpn_zoo.config import BackboneSpec
+    from fpn_zoo.weights.hub_download import fetch_timm_weights
 
     caches = point_everything_at(f"http://127.0.0.1:{refused_port()}", tmp_path, monkeypatch)
     reference = timm.create_model("resnet18", pretrained=False).state_dict()
@@ -244,7 +245,9 @@ def test_cached_timm_weights_load_unchanged_while_the_hub_refuses(tmp_path, monk
     (repo / "refs").mkdir()
     (repo / "refs" / "main").write_text(COMMIT)
     start = time.monotonic()
-    body = TimmBackbone(BackboneSpec("resnet18", (1, 2, 3, 4), False, "resnet"), pretrained=True, frozen_bn=False)
+    weights_file = fetch_timm_weights("resnet18")  # what create_model(pretrained_backbone=True) hands the backbone
+    spec = BackboneSpec("resnet18", (1, 2, 3, 4), False, "resnet")
+    body = TimmBackbone(spec, pretrained=True, weights_file=weights_file, frozen_bn=False)
     assert time.monotonic() - start < LIMIT_S
     loaded = body.model.state_dict()
     assert loaded and all(torch.equal(tensor, reference[name]) for name, tensor in loaded.items())
