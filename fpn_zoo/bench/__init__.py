@@ -5,7 +5,10 @@ Modules, one job each: ``settings`` (what a run measures), ``measure`` (timing, 
 ``child`` (one measuring subprocess), ``latency`` (every model's latency in one process per size), ``roundrobin``
 (shuffled, seeded rounds), ``ranking`` (confidence intervals, tied ranks, the FLOPs consistency check), ``runner``
 (orchestration and progress bar), ``report`` (markdown), ``results`` and ``migrate`` (reading results files),
-``command`` (the CLI).
+``command`` (the CLI and its family of measurements). The other members of ``fpn-zoo bench``: ``load_command``,
+``load_child`` and ``load_report`` (``fpn-zoo bench load``), ``train_command``, ``train_child`` and ``train_report``
+(``fpn-zoo bench train``), ``finetune`` (``fpn-zoo bench finetune``) and ``fast_check`` (``fpn-zoo bench
+fast-check``).
 
 Reading results needs neither torch nor a GPU:
 

@@ -30,7 +30,7 @@ __all__ = ["main", "measure_model", "measure_neck", "measure_reference"]
 
 
 class _Phases:
-    """Seconds spent in each step of a job, for the JSON (and the run-time estimate in benchmarks/README.md)."""
+    """Seconds spent in each step of a job, for the JSON (and the run-time estimate in docs/benchmarks.md)."""
 
     def __init__(self) -> None:
         self.start = self.last = time.perf_counter()

@@ -1,26 +1,77 @@
 """``fpn-zoo bench``: argument parsing and output; the work is in runner.py and child.py.
 
-Imports nothing heavy at module level: ``fpn_zoo.cli`` registers this command while building its parser, and
-``fpn-zoo --help`` must stay instant.
+The command family: ``fpn-zoo bench [MODEL_OR_GLOB ...]`` measures latency, memory, FLOPs and load time, and a first
+positional naming one of ``MEASUREMENTS`` (``load``, ``train``, ``finetune``, ``fast-check``) hands the rest of the
+command line to that measurement's own parser (no model is named like one). Imports nothing heavy at module level:
+``fpn_zoo.cli`` registers this command while building its parser, and ``fpn-zoo --help`` must stay instant.
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib
 import sys
+import textwrap
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from fpn_zoo.argtypes import int_at_least
 from fpn_zoo.bench.settings import MIN_REPORTABLE_RUNS, BenchSettings, available_cores, parse_size, size_str
 from fpn_zoo.registry import UnknownModelError, get_model_config, list_models
 
-__all__ = ["INCONSISTENT_EXIT", "add_parser", "resolve_models", "run"]
+__all__ = ["INCONSISTENT_EXIT", "MEASUREMENTS", "Measurement", "add_parser", "resolve_models", "run"]
 
 INCONSISTENT_EXIT = 3  # apart from 1 (a job failed) and 2 (bad input), so scripts can tell a noisy machine
 
 _MODES = {"off": (False,), "on": (True,), "both": (False, True)}
 _CUDA_MATRIX = {"precisions": ("fp32", "bf16"), "batches": (1, 8), "channels_last": "both", "compile": "both"}
+
+
+class Measurement(NamedTuple):
+    """A member of the ``fpn-zoo bench`` family: its module has ``parse_args(argv, prog, parser_class)`` and
+    ``run(args) -> int``, and is imported only when chosen."""
+
+    module: str
+    help: str
+
+
+MEASUREMENTS = {
+    "load": Measurement("fpn_zoo.bench.load_command", 'create_model("fpn_r50_coco", pretrained=True) load time and '
+                        "peak RSS next to torchvision's load_state_dict, through the Hub cold/warm path"),
+    "train": Measurement("fpn_zoo.bench.train_command", "training images/s of the engine next to torchvision's plain "
+                         "loop (and under torchrun)"),
+    "finetune": Measurement("fpn_zoo.bench.finetune", "fine-tune each neck on BCCD under one budget; val AP before "
+                            "and after"),
+    "fast-check": Measurement("fpn_zoo.bench.fast_check", "does the fast inference path keep a trained model's "
+                              "COCO AP? AP and per-box differences against the plain path"),
+}  # fmt: skip
+
+
+def _family_epilog() -> str:
+    lines = ["other measurements of the family (the first argument names one; each has its own --help):"]
+    for name, measurement in MEASUREMENTS.items():
+        lines += textwrap.wrap(measurement.help, 78, initial_indent=f"  {name:<12}", subsequent_indent=" " * 14)
+    return "\n".join(lines)
+
+
+def _dispatch_measurements(parser: argparse.ArgumentParser) -> None:
+    """Make ``parser`` hand ``NAME ...`` to measurement ``NAME``'s own parser when NAME is the first argument.
+
+    argparse cannot put optional subcommands beside a positional list of models, so the bench parser's
+    ``parse_known_args`` (what the ``fpn-zoo`` parser calls for a subcommand) looks at the first argument first.
+    """
+    parse_models = parser.parse_known_args
+
+    def parse_known_args(args: Any = None, namespace: Any = None) -> tuple[argparse.Namespace, list[str]]:
+        args = list(sys.argv[1:] if args is None else args)
+        if not args or args[0] not in MEASUREMENTS:
+            return parse_models(args, namespace)
+        module = importlib.import_module(MEASUREMENTS[args[0]].module)
+        own = module.parse_args(args[1:], prog=f"{parser.prog} {args[0]}", parser_class=type(parser))
+        # The fpn-zoo parser copies these into its namespace; the measurement runs on its own namespace.
+        return argparse.Namespace(measurement=args[0], handler=lambda _: module.run(own)), []
+
+    parser.parse_known_args = parse_known_args  # type: ignore[method-assign]
 
 
 def _sizes(text: str) -> tuple[tuple[int, int], ...]:
@@ -53,7 +104,10 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         "to torchvision's and effdet's) in one run: latency of every model and the reference in one process per "
         "size, in shuffled rounds, ranked with 95% intervals and checked against the FLOPs; FLOPs, memory and "
         "load in one fresh process per model. Writes versioned JSON (docs/bench-results.md) and a markdown table "
-        "beside it. See benchmarks/README.md for durations.",
+        "beside it. See docs/benchmarks.md for durations. The other measurements of the family follow.",
+        usage=f"%(prog)s [MODEL_OR_GLOB ...] [options]\n       %(prog)s {{{','.join(MEASUREMENTS)}}} [options]",
+        epilog=_family_epilog(),
+        formatter_class=_FamilyHelpFormatter,
     )
     p.add_argument("models", nargs="*", metavar="MODEL_OR_GLOB", help="model names or globs like 'bifpn_*' "
                    "(default: all registered models)")  # fmt: skip
@@ -102,7 +156,17 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, help="results JSON; the .md goes beside it "
                    "(default: docs/results/bench-{device}-{YYYYMMDDTHHMM}.json)")  # fmt: skip
     p.set_defaults(handler=run)
+    _dispatch_measurements(p)
     return p
+
+
+class _FamilyHelpFormatter(argparse.HelpFormatter):
+    """Wraps the description as usual but keeps the epilog's list of measurements one per line."""
+
+    def _fill_text(self, text: str, width: int, indent: str) -> str:
+        if text.startswith("other measurements"):
+            return text
+        return super()._fill_text(text, width, indent)
 
 
 def resolve_models(patterns: list[str]) -> list[str]:
@@ -182,6 +246,10 @@ def run(args: argparse.Namespace) -> int:
     contradicts the FLOPs (unless ``--allow-inconsistent``); the results are written either way."""
     from fpn_zoo.bench.runner import check_out_path, default_out, run_bench
 
+    misplaced = [name for name in args.models if name in MEASUREMENTS]
+    if misplaced:
+        raise ValueError(f"{misplaced[0]!r} is a measurement of the bench family, not a model: give it first, "
+                         f"`fpn-zoo bench {misplaced[0]} ...` (see `fpn-zoo bench {misplaced[0]} --help`)")  # fmt: skip
     names = resolve_models(args.models)
     settings = _settings(args)
     _check_device(settings.device)

@@ -6,7 +6,7 @@ path with the same-class detection of the other path that overlaps it most. The 
 detections found no twin (IoU >= ``TWIN_IOU``), and the largest score and box-corner differences between twins.
 
 Usage:
-    python -m fpn_zoo.bench.fast_check --model fpn_r50_coco --weights runs/bccd/final \\
+    fpn-zoo bench fast-check --model fpn_r50_coco --weights runs/bccd/final \\
         --ann ../shared/data/bccd/annotations/instances_val.json --images ../shared/data/bccd/images
 
 Writes ``docs/results/fast-path-<dataset>-<device>-<date>.json`` and ``.md`` (``--out`` to choose).
@@ -32,7 +32,7 @@ import fpn_zoo
 from fpn_zoo.bench.machine import git_commit, machine_info
 from fpn_zoo.fast_path import bf16_supported
 
-__all__ = ["BoxDifferences", "compare_detections", "main", "run_fast_check"]
+__all__ = ["BoxDifferences", "compare_detections", "main", "parse_args", "run", "run_fast_check"]
 
 TWIN_IOU = 0.9  # a detection and its twin from the other path must overlap at least this much
 RESULTS = Path(__file__).resolve().parents[2] / "docs" / "results"
@@ -243,36 +243,56 @@ def to_markdown(report: dict[str, Any], command: str) -> str:
     return "\n".join(lines)
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Command line: see the module docstring."""
-    parser = argparse.ArgumentParser(prog="python -m fpn_zoo.bench.fast_check", description=__doc__.splitlines()[0])
-    parser.add_argument("--model", required=True, help="model name, e.g. fpn_r50_coco")
-    parser.add_argument("--weights", required=True, type=Path, help="trained weights: an exported folder or file")
-    parser.add_argument("--ann", required=True, type=Path, help="COCO annotation file of the validation images")
-    parser.add_argument("--images", required=True, type=Path, help="folder of those images")
+def parse_args(
+    argv: list[str] | None = None,
+    prog: str = "fpn-zoo bench fast-check",
+    parser_class: type[argparse.ArgumentParser] = argparse.ArgumentParser,
+) -> argparse.Namespace:
+    """The options of ``fpn-zoo bench fast-check`` (also ``python -m fpn_zoo.bench.fast_check``), checked."""
+    parser = parser_class(prog=prog, description=__doc__.splitlines()[0])
+    parser.add_argument("--model", required=True, help="model name, e.g. fpn_r50_coco (required)")
+    parser.add_argument("--weights", required=True, type=Path, help="trained weights: an exported folder or file "
+                        "(required)")  # fmt: skip
+    parser.add_argument("--ann", required=True, type=Path, help="COCO annotation file of the validation images "
+                        "(required)")  # fmt: skip
+    parser.add_argument("--images", required=True, type=Path, help="folder of those images (required)")
     parser.add_argument("--device", default=None, help="cpu, cuda, cuda:N (default: cuda when available, else cpu)")
     parser.add_argument("--batch-size", type=int, default=1, help="images per forward (default: 1)")
-    parser.add_argument("--out", type=Path, default=None, help="results JSON (default: docs/results/fast-path-...)")
+    parser.add_argument("--out", type=Path, default=None, help="results JSON (default: "
+                        "docs/results/fast-path-{dataset}-{device}-{YYYYMMDD}.json)")  # fmt: skip
     parser.add_argument("--overwrite", action="store_true", help="replace an existing --out")
     args = parser.parse_args(argv)
+    args.argv = list(argv if argv is not None else sys.argv[1:])
+    args.prog = prog
     for flag, path in (("--weights", args.weights), ("--ann", args.ann), ("--images", args.images)):
         if not path.exists():
             parser.error(f"{flag} {path} does not exist")
-    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    args.device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     stamp = datetime.now(UTC).strftime("%Y%m%d")
-    out = args.out or RESULTS / f"fast-path-{args.images.resolve().parent.name}-{device.split(':')[0]}-{stamp}.json"
-    markdown = out.with_suffix(".md")
-    taken = [p for p in (out, markdown) if p.exists()]
+    device_type = args.device.split(":")[0]
+    args.out = args.out or RESULTS / f"fast-path-{args.images.resolve().parent.name}-{device_type}-{stamp}.json"
+    taken = [p for p in (args.out, args.out.with_suffix(".md")) if p.exists()]
     if taken and not args.overwrite:
         parser.error(f"{', '.join(map(str, taken))} exist; pass --overwrite to replace, or choose another --out")
-    report = run_fast_check(args.model, args.weights, args.ann, args.images, device=device, batch_size=args.batch_size)
+    return args
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run the check of parsed ``args``, write the JSON and the ``.md`` beside it, print the table; 0."""
+    out, markdown = args.out, args.out.with_suffix(".md")
+    report = run_fast_check(args.model, args.weights, args.ann, args.images, device=args.device,
+                            batch_size=args.batch_size)  # fmt: skip
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(report, indent=2) + "\n")
-    command = "python -m fpn_zoo.bench.fast_check " + " ".join(argv if argv is not None else sys.argv[1:])
-    markdown.write_text(to_markdown(report, command))
+    markdown.write_text(to_markdown(report, " ".join([args.prog, *args.argv])))
     print(markdown.read_text())
     print(f"Wrote {out} and {markdown}.")
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Command line (``fpn-zoo bench fast-check``): see the module docstring."""
+    return run(parse_args(argv))
 
 
 if __name__ == "__main__":

@@ -1,7 +1,7 @@
 """Timing, statistics, FLOPs and peak memory of callables; nothing here knows about detectors.
 
 Timings are wall-clock milliseconds from ``time.perf_counter_ns``, with ``torch.cuda.synchronize()`` on both sides of
-every timed call on CUDA. ``fpn-zoo bench`` and the scripts in ``benchmarks/`` share these helpers.
+every timed call on CUDA. Every command of the ``fpn-zoo bench`` family shares these helpers.
 """
 
 from __future__ import annotations
@@ -34,6 +34,7 @@ __all__ = [
     "release_free_heap",
     "stats",
     "summarize",
+    "summarize_values",
     "sync",
     "time_interleaved",
 ]
@@ -89,6 +90,19 @@ def summarize(times_ms: Sequence[float]) -> dict[str, float | int]:
         "iqr_ms": q3 - q1,
         "mean_ms": statistics.fmean(ordered),
     }
+
+
+def summarize_values(values: Sequence[float]) -> dict[str, float | int]:
+    """``summarize`` without the unit in its keys (``median``, ``iqr``, ...), for figures in any unit.
+
+    The load and training benchmarks record MiB, images/s and seconds as well as milliseconds, so their results
+    files name the unit in the enclosing key instead.
+
+    Examples:
+        >>> summarize_values([3.0, 1.0, 2.0])["median"]
+        2.0
+    """
+    return {key.removesuffix("_ms"): value for key, value in summarize(values).items()}
 
 
 def stats(times_ms: Sequence[float]) -> dict[str, Any]:

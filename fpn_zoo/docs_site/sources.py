@@ -1,8 +1,8 @@
 """The files the site's figures come from: the weights manifest and the results JSON under ``docs/results/``.
 
-Nothing here measures anything. The benchmark (``fpn-zoo bench``) and the fine-tuning script
-(``benchmarks/bench_finetune_bccd.py``) write results files; this module picks the newest full run of each and
-hands the pages the data with its source and date.
+Nothing here measures anything. The benchmark (``fpn-zoo bench``) and the fine-tuning run (``fpn-zoo bench
+finetune``) write results files; this module picks the newest full run of each and hands the pages the data with its
+source and date.
 """
 
 from __future__ import annotations
@@ -147,7 +147,7 @@ def _measured_models(run: ResultsFile) -> int:
 
 
 def load_finetune_results(path: Path) -> dict[str, Any]:
-    """Read and check a BCCD fine-tuning results file (``benchmarks/bench_finetune_bccd.py``).
+    """Read and check a BCCD fine-tuning results file (``fpn-zoo bench finetune``).
 
     Files written before the schema fields existed (no ``schema`` key) are version 1; any other schema name or
     version is refused by name.
@@ -164,7 +164,7 @@ def load_finetune_results(path: Path) -> dict[str, Any]:
     if schema != FINETUNE_SCHEMA or version != FINETUNE_VERSION:
         raise DocsSourceError(
             f"{path} has schema {schema!r} version {version!r}; this fpn-zoo reads {FINETUNE_SCHEMA!r} version "
-            f"{FINETUNE_VERSION}. Re-run benchmarks/bench_finetune_bccd.py or upgrade fpn-zoo."
+            f"{FINETUNE_VERSION}. Re-run `fpn-zoo bench finetune` or upgrade fpn-zoo."
         )
     for key in ("date", "command", "results", "settings"):
         if key not in data:

@@ -1,4 +1,4 @@
-"""One measurement of ``bench_load.py`` in a fresh process: ``python _load_child.py MODE --out RESULT.json ...``.
+"""One measurement of ``fpn-zoo bench load`` in a fresh process: ``python -m fpn_zoo.bench.load_child MODE --out R``.
 
 Modes:
     setup        torchvision's ``fasterrcnn_resnet50_fpn`` with seeded random weights, saved as a ``.pth`` named like
@@ -24,8 +24,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+__all__ = ["MODEL", "main"]
+
 _T0 = time.perf_counter()
-HERE = Path(__file__).resolve().parent
 MODEL = "fpn_r50_coco"
 
 
@@ -126,8 +127,7 @@ def measure_load(args: argparse.Namespace, imports_ms: dict[str, float]) -> dict
 
     import torch
 
-    sys.path.insert(0, str(HERE))
-    from _measure import _proc_status_kib, measure_peak_rss
+    from fpn_zoo.bench.measure import measure_peak_rss, proc_status_kib
 
     torch.set_num_threads(args.threads)
     device = torch.device(args.device)
@@ -173,7 +173,7 @@ def measure_load(args: argparse.Namespace, imports_ms: dict[str, float]) -> dict
     imported = sorted(set(sys.modules) - modules_before)
     ru_maxrss_after_load_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     model = held["model"]
-    after_load = _rss_split(_proc_status_kib)
+    after_load = _rss_split(proc_status_kib)
     # safetensors maps the file (copy-on-write) instead of reading it, so after create_model the weights are not yet
     # resident: the first forward faults them in. Reading every byte of every tensor (the same sums on both sides)
     # makes the two sides comparable as "weights in memory, ready to run".
@@ -186,7 +186,7 @@ def measure_load(args: argparse.Namespace, imports_ms: dict[str, float]) -> dict
         torch.cuda.synchronize(device)
     touch_ms = _ms(start)
     torch.set_num_threads(args.threads)
-    resident_peak_mib = (_proc_status_kib("VmHWM") or 0) / 1024
+    resident_peak_mib = (proc_status_kib("VmHWM") or 0) / 1024
     result = {
         "mode": args.mode,
         "verify_env": args.verify_env,
@@ -201,7 +201,7 @@ def measure_load(args: argparse.Namespace, imports_ms: dict[str, float]) -> dict
             "peak_mib": resident_peak_mib,
             "increase_mib": resident_peak_mib - rss["baseline_mib"],
             "process_peak_rss_mib": max(resident_peak_mib, rss["process_peak_rss_mib"]),
-            "rss_after_touch_mib": _rss_split(_proc_status_kib),
+            "rss_after_touch_mib": _rss_split(proc_status_kib),
         },
         "weights_checksum": checksum,
         "ru_maxrss_after_load_mib": ru_maxrss_after_load_mib,
@@ -310,8 +310,9 @@ def check(args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
-def main() -> None:
-    p = argparse.ArgumentParser()
+def main(argv: list[str] | None = None) -> int:
+    """Run one measurement and write its JSON to ``--out`` (the parent reads it; exit status 0)."""
+    p = argparse.ArgumentParser(prog="python -m fpn_zoo.bench.load_child")
     p.add_argument("mode", choices=("setup", "ours", "torchvision", "sha256", "check"))
     p.add_argument("--out", required=True)
     p.add_argument("--device", default="cpu")
@@ -324,7 +325,7 @@ def main() -> None:
     p.add_argument("--phases", action="store_true")
     p.add_argument("--first-detection", action="store_true")
     p.add_argument("--verify-env", default="")
-    args = p.parse_args()
+    args = p.parse_args(argv)
     imports_ms = _import(args.mode)
     if args.mode in ("ours", "torchvision"):
         result = measure_load(args, imports_ms)
@@ -333,7 +334,8 @@ def main() -> None:
         result["imports_ms"] = imports_ms
     result["child_wall_s"] = time.perf_counter() - _T0
     Path(args.out).write_text(json.dumps(result))
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

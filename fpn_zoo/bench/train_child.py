@@ -1,4 +1,4 @@
-"""One measurement of ``bench_train_throughput.py`` in a fresh process: ``python _train_child.py MODE --out R ...``.
+"""One measurement of ``fpn-zoo bench train`` in a fresh process: ``python -m fpn_zoo.bench.train_child MODE --out R``.
 
 Modes:
     ours         the real engine: ``Trainer(TrainConfig(...)).fit()`` with ``iters = warmup + steps`` and
@@ -24,12 +24,14 @@ import time
 from pathlib import Path
 from typing import Any
 
+__all__ = ["MODEL", "main"]
+
 _T0 = time.perf_counter()
 MODEL = "fpn_r50_coco"
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(prog="python -m fpn_zoo.bench.train_child", description=__doc__.split("\n\n")[0])
     p.add_argument("mode", choices=("ours", "torchvision"))
     p.add_argument("--out", required=True, help="result JSON (written by rank 0 only)")
     p.add_argument("--ann", required=True)
@@ -221,6 +223,7 @@ def run_torchvision(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run one measurement and write its JSON to ``--out`` (rank 0 only under torchrun); exit status 0."""
     args = parse_args(argv)
     imports_ms = _import()
     import torch
