@@ -200,6 +200,14 @@ def _num(value: float | None, digits: int) -> str:
     return "" if value is None else f"{value:.{digits}f}"
 
 
+def _sci(value: float | None) -> str:
+    return "" if value is None else f"{value:.1e}"
+
+
+def _count_and_top(count: int, top: float | None) -> str:
+    return str(count) if top is None else f"{count} ({top:.3f})"
+
+
 def to_markdown(report: dict[str, Any], command: str) -> str:
     """The report as a Markdown page: one row per path."""
     lines = [
@@ -217,18 +225,17 @@ def to_markdown(report: dict[str, Any], command: str) -> str:
     for path, entry in report["paths"].items():
         boxes = entry.get("boxes")
         ratio = f" ({entry['inference_ratio']:.2f})" if "inference_ratio" in entry else ""
-        cells = [
-            path, _num(entry["AP"] * 100, 2), _num(entry["AP50"] * 100, 2),
-            _num(entry.get("AP_change", 0) * 100, 2) if boxes else "", _num(entry.get("AP50_change", 0) * 100, 2)
-            if boxes else "", f"{entry['inference_s']:.1f}{ratio}", str(entry["detections"]),
+        cells = [  # COCOeval's figures in points, as EvalResult holds them
+            path, _num(entry["AP"], 2), _num(entry["AP50"], 2), _num(entry.get("AP_change"), 2),
+            _num(entry.get("AP50_change"), 2), f"{entry['inference_s']:.1f}{ratio}", str(entry["detections"]),
         ]  # fmt: skip
         if boxes:
             cells += [
                 str(boxes["twins"]),
-                f"{boxes['plain_without_twin']} ({_num(boxes['plain_without_twin_top_score'], 3)})",
-                f"{boxes['other_without_twin']} ({_num(boxes['other_without_twin_top_score'], 3)})",
-                f"{_num(boxes['max_score_diff'], 5)} / {_num(boxes['median_score_diff'], 6)}",
-                f"{_num(boxes['max_corner_diff_px'], 3)} / {_num(boxes['median_corner_diff_px'], 4)}",
+                _count_and_top(boxes["plain_without_twin"], boxes["plain_without_twin_top_score"]),
+                _count_and_top(boxes["other_without_twin"], boxes["other_without_twin_top_score"]),
+                f"{_sci(boxes['max_score_diff'])} / {_sci(boxes['median_score_diff'])}",
+                f"{_sci(boxes['max_corner_diff_px'])} / {_sci(boxes['median_corner_diff_px'])}",
             ]
         else:
             cells += [""] * 5
