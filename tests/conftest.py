@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import re
 import shutil
+from pathlib import Path
 
 import pytest
 import torch
+
+REPO = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")
@@ -25,6 +28,16 @@ def module_scratch(tmp_path_factory):
     folder = tmp_path_factory.mktemp("scratch")
     yield folder
     shutil.rmtree(folder, ignore_errors=True)
+
+
+@pytest.fixture()
+def checkout(tmp_path: Path) -> Path:
+    """A copy of what the docs pages are generated from (manifest, mkdocs.yml, results files) and the pages."""
+    for name in ("mkdocs.yml", "weights_manifest.json"):
+        shutil.copy(REPO / name, tmp_path / name)
+    shutil.copytree(REPO / "docs" / "results", tmp_path / "docs" / "results")
+    shutil.copytree(REPO / "docs" / "zoo", tmp_path / "docs" / "zoo")
+    return tmp_path
 
 
 # A Python keyword argument (`weights=`, `on_invalid='skip'`) or call (`create_model(`, `fpn_zoo.list_models()`) in

@@ -9,7 +9,6 @@ from __future__ import annotations
 import copy
 import json
 import math
-import shutil
 from pathlib import Path
 
 import pytest
@@ -280,15 +279,6 @@ def test_an_inconsistent_run_is_flagged_and_exits_3(tmp_path, monkeypatch, capsy
 
 # --------------------------------------------------------------------------------------------------------------------
 # The docs: a flagged file is refused; a ranked run marks ties in the tables
-
-
-@pytest.fixture()
-def checkout(tmp_path: Path) -> Path:
-    for name in ("mkdocs.yml", "weights_manifest.json"):
-        shutil.copy(REPO / name, tmp_path / name)
-    shutil.copytree(REPO / "docs" / "results", tmp_path / "docs" / "results")
-    shutil.copytree(REPO / "docs" / "zoo", tmp_path / "docs" / "zoo")
-    return tmp_path
 
 
 def _ranked_copy(flagged: bool) -> dict:

@@ -6,7 +6,6 @@ import copy
 import html
 import json
 import re
-import shutil
 from pathlib import Path
 
 import pytest
@@ -42,16 +41,6 @@ def test_cli_check_passes_on_the_repository(capsys):
 def repo_pages() -> dict[Path, str]:
     """The pages the repository's sources generate now (rendered once: it builds every model on the meta device)."""
     return render_pages(load_sources(REPO)).pages
-
-
-@pytest.fixture()
-def checkout(tmp_path: Path) -> Path:
-    """A copy of what the pages are generated from, and the pages themselves."""
-    for name in ("mkdocs.yml", "weights_manifest.json"):
-        shutil.copy(REPO / name, tmp_path / name)
-    shutil.copytree(REPO / "docs" / "results", tmp_path / "docs" / "results")
-    shutil.copytree(REPO / "docs" / "zoo", tmp_path / "docs" / "zoo")
-    return tmp_path
 
 
 def _edit_json(path: Path, edit) -> None:
