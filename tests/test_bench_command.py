@@ -143,6 +143,8 @@ def test_quick_run_writes_markdown_and_shows_progress(quick_run):
     assert "## Latency ranking at 128x128" in markdown and "| fpn_r50_coco | " in markdown
 
 
+# The latency matrix's other axes (bf16, batch 2, channels-last) on CPU: 41 s on 2 cores, so run with -m slow.
+@pytest.mark.slow
 def test_bf16_batch2_channels_last_on_cpu(tmp_path, capsys):
     out = tmp_path / "matrix.json"
     argv = ["bench", "fpn_r50_coco", "--sizes", "64x64", "--runs", "2", "--warmup", "0", "--quick", "--skip-load",
