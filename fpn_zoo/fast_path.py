@@ -41,6 +41,7 @@ from torch.nn.utils.fusion import fuse_conv_bn_weights
 from torchvision.ops.misc import FrozenBatchNorm2d
 
 from fpn_zoo.heads.poolers import PyramidRoIAlign
+from fpn_zoo.heads.soft_roi_selection import SoftRoISelection
 from fpn_zoo.voice import option
 
 __all__ = ["CHANNELS_LAST_FAMILIES", "FastPath", "FastPathError", "bf16_supported", "make_fast"]
@@ -64,8 +65,9 @@ class FastPath:
         channels_last: Convolutions run in channels-last layout.
         top_k_nms: The final NMS stops once the returned detections are decided
             ([`top_k_batched_nms`][fpn_zoo.heads.top_k_nms.top_k_batched_nms]).
-        threaded_roi_align: RoIAlign spreads the RoIs over the intra-op threads on the CPU
-            ([`PyramidRoIAlign.cpu_threads`][fpn_zoo.heads.poolers.PyramidRoIAlign]).
+        threaded_roi_align: RoIAlign spreads the RoIs over the intra-op threads on the CPU (the box pooler's
+            ``cpu_threads``: [`PyramidRoIAlign`][fpn_zoo.heads.poolers.PyramidRoIAlign], AugFPN's
+            [`SoftRoISelection`][fpn_zoo.heads.soft_roi_selection.SoftRoISelection]).
         bf16: Forward passes run under bf16 autocast.
     """
 
@@ -167,7 +169,7 @@ def make_fast(model: nn.Module, *, channels_last: bool | None = None, bf16: bool
         model.to(memory_format=torch.channels_last)
     model.roi_heads.top_k_nms = True
     pooler = model.roi_heads.box_roi_pool
-    threaded_pooling = isinstance(pooler, PyramidRoIAlign)
+    threaded_pooling = isinstance(pooler, (PyramidRoIAlign, SoftRoISelection))
     if threaded_pooling:
         pooler.cpu_threads = None
     return FastPath(

@@ -24,6 +24,7 @@ from fpn_zoo.bench.ranking import (
 )
 from fpn_zoo.bench.results import BenchResultsError, validate_results
 from fpn_zoo.bench.roundrobin import order_seed, shuffled_rounds, time_round_robin
+from fpn_zoo.bench.work_order import contains
 from fpn_zoo.cli import main
 
 REPO = Path(__file__).resolve().parents[1]
@@ -132,17 +133,41 @@ def _entry(name: str, gflops: float, *rows: dict) -> dict:
             "error": None}  # fmt: skip
 
 
-def test_consistency_flags_the_heavier_model_faster_beyond_the_intervals():
+def test_consistency_flags_a_containing_model_faster_beyond_the_intervals():
     fpn = _entry("fpn_r50_coco", 10.0, _row("64x64", 1.00, 0.97, 1.03))
-    panet = _entry("panet_r50_coco", 11.0, _row("64x64", 0.90, 0.88, 0.93))  # more FLOPs, clearly faster: noise
-    other = _entry("fpn_r101_coco", 5.0, _row("64x64", 0.50, 0.49, 0.51))  # another backbone: never compared
-    result = check_consistency([fpn, panet, other])
-    assert result["ok"] is False and result["checked"] == 1
+    panet = _entry("panet_r50_coco", 11.0, _row("64x64", 0.90, 0.88, 0.93))  # contains FPN, clearly faster: noise
+    deeper = _entry("fpn_r101_coco", 15.0, _row("64x64", 1.50, 1.40, 1.60))  # contains fpn_r50, slower: fine
+    result = check_consistency([fpn, panet, deeper])
+    assert result["ok"] is False and result["checked"] == 2  # panet over fpn_r50, fpn_r101 over fpn_r50
     (violation,) = result["violations"]
     assert [violation[k] for k in ("heavier", "lighter", "path")] == ["panet_r50_coco", "fpn_r50_coco", "eager"]
     assert violation["gflops"] == [11.0, 10.0] and violation["heavier_ci"] == [0.88, 0.93]
-    assert "panet_r50_coco (11.0 GFLOPs) ran faster than fpn_r50_coco (10.0 GFLOPs) at 64x64" in violation["message"]
+    assert (
+        "panet_r50_coco (11.0 GFLOPs) ran faster than fpn_r50_coco (10.0 GFLOPs), which it contains, at 64x64"
+        in violation["message"]
+    )
     assert describe_violations(result).startswith("1 consistency violation(s): panet_r50_coco")
+
+
+def test_consistency_compares_by_containment_not_by_flops():
+    """The 2026-12-07 run's orders: BiFPN (fewer FLOPs) slower than FPN, AugFPN (fewer) slower than PANet; and
+    containment reaches across backbones (panet_r101 contains fpn_r50) and through chains (ConvNeXt-B over T)."""
+    fpn = _entry("fpn_r50_coco", 394.0, _row("64x64", 0.96, 0.89, 1.05))
+    bifpn = _entry("bifpn_r50_coco", 339.0, _row("64x64", 1.31, 1.09, 1.51))
+    panet = _entry("panet_r50_coco", 441.0, _row("64x64", 1.06, 0.93, 1.12))
+    augfpn = _entry("augfpn_r50_coco", 421.0, _row("64x64", 1.34, 1.17, 1.48))
+    assert check_consistency([fpn, bifpn, panet, augfpn]) == {
+        **check_consistency([]),
+        "checked": 2,
+        "ok": True,
+        "violations": [],
+    }
+    panet_r101 = _entry("panet_r101_coco", 585.0, _row("64x64", 0.80, 0.75, 0.85))
+    assert [v["heavier"] for v in check_consistency([fpn, panet_r101])["violations"]] == ["panet_r101_coco"]
+    assert contains("augfpn_convnext_b_coco", "fpn_convnext_t_coco")
+    assert not contains("fpn_convnext_t_coco", "fpn_convnext_b_coco") and not contains("fpn_r50_coco", "fpn_r50_coco")
+    assert not contains("fpn_r50_v2_coco", "fpn_r50_coco")  # other heads: neither contains the other
+    assert not contains("fpn_r50_coco", "no_such_model") and not contains("bifpn_r101_coco", "fpn_r50_coco")
 
 
 def test_consistency_accepts_a_faster_heavier_model_within_noise_and_checks_the_fast_path():
@@ -253,14 +278,14 @@ def test_a_consistent_run_ranks_and_marks_ties(tmp_path, monkeypatch, capsys):
     code, out = _bench(tmp_path, monkeypatch, (1.02, 0.99, 1.06))
     assert code == 0, capsys.readouterr().err
     results = json.loads(out.read_text())
-    assert results["consistency"]["ok"] is True and results["consistency"]["checked"] == 3
+    assert results["consistency"]["ok"] is True and results["consistency"]["checked"] == 1  # panet over fpn only
     assert results["latency_rounds"][0]["order_seed"] == "fpn-zoo-bench:0:x"
     markdown = out.with_suffix(".md").read_text()
     assert "## Latency ranking at 64x64" in markdown
     assert "| ≈1 | fpn_r50_coco | 1.000 [0.970, 1.030] |" in markdown  # tied with panet: a shared rank
     assert "| ≈1 | panet_r50_coco | 1.020 [0.990, 1.060] |" in markdown
     assert "| 3 | bifpn_r50_coco | 1.300 [1.250, 1.350] |" in markdown
-    assert "Consistency check passed: 3 comparisons" in markdown
+    assert "Consistency check passed: 1 comparison of a model with one it contains" in markdown
 
 
 def test_an_inconsistent_run_is_flagged_and_exits_3(tmp_path, monkeypatch, capsys):

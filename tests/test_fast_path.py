@@ -41,6 +41,7 @@ def test_the_fast_path_gives_the_plain_models_detections(case, photo, single_thr
     norms = [m for m in fast.modules() if isinstance(m, (torch.nn.BatchNorm2d, FrozenBatchNorm2d))]
     assert not norms and fast.fast_path.folded_norms > 0  # every norm after a convolution is folded
     assert fast.fast_path.channels_last == (fast.config.backbone_spec.family == "resnet")
+    assert fast.fast_path.threaded_roi_align and fast.roi_heads.box_roi_pool.cpu_threads is None  # AugFPN's too
     with torch.no_grad():
         expected, got = plain([photo])[0], fast([photo])[0]
         plain_features, fast_features = plain.backbone(photo[None]), fast.backbone(photo[None])

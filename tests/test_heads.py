@@ -21,6 +21,7 @@ from fpn_zoo.heads.anchors import ANCHOR_SIZES, ASPECT_RATIOS, PyramidAnchorGene
 from fpn_zoo.heads.box_coder import make_box_coder
 from fpn_zoo.heads.poolers import PyramidRoIAlign
 from fpn_zoo.heads.small_boxes import keep_boxes_of_size
+from fpn_zoo.heads.soft_roi_selection import SoftRoISelection
 
 
 def _pyramid(batch: int = 2, size: tuple[int, int] = (224, 320)) -> OrderedDict[str, torch.Tensor]:
@@ -29,6 +30,12 @@ def _pyramid(batch: int = 2, size: tuple[int, int] = (224, 320)) -> OrderedDict[
     return OrderedDict(
         (str(i), torch.randn(batch, 8, h // 2 ** (i + 2), w // 2 ** (i + 2), generator=g)) for i in range(4)
     )
+
+
+def _seeded(module_class: type[torch.nn.Module], *args) -> torch.nn.Module:
+    """``module_class(*args)`` with the same initial weights at every call."""
+    torch.manual_seed(0)
+    return module_class(*args)
 
 
 def _boxes(n: int, size: tuple[int, int], seed: int) -> torch.Tensor:
@@ -50,7 +57,12 @@ def test_default_pooler_is_torchvisions_multiscale_roi_align_bit_for_bit():
 
 
 @pytest.mark.parametrize("mode", ["no_grad", "inference", "channels_last", "bf16_autocast"])
-def test_threaded_pooling_is_the_single_call_bit_for_bit(mode):
+@pytest.mark.parametrize(
+    "make_pooler",
+    [lambda: PyramidRoIAlign(["0", "1", "2", "3"], 7, 2), lambda: _seeded(SoftRoISelection, 8)],
+    ids=["one_level_per_roi", "augfpn_every_level"],
+)
+def test_threaded_pooling_is_the_single_call_bit_for_bit(mode, make_pooler):
     """The RoIs split over threads pool exactly as in one call, in every mode the threads must inherit."""
     feats = _pyramid()
     shapes = [(224, 320), (200, 300)]
@@ -64,7 +76,7 @@ def test_threaded_pooling_is_the_single_call_bit_for_bit(mode):
         "inference": torch.inference_mode,
         "bf16_autocast": lambda: torch.autocast("cpu", dtype=torch.bfloat16),
     }.get(mode, torch.no_grad)
-    single, threaded = PyramidRoIAlign(["0", "1", "2", "3"], 7, 2), PyramidRoIAlign(["0", "1", "2", "3"], 7, 2)
+    single, threaded = make_pooler(), make_pooler()
     threaded.cpu_threads = 3
     with context():
         expected, got = single(feats, boxes, shapes), threaded(feats, boxes, shapes)

@@ -149,9 +149,9 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--quick", action="store_true", help="smoke test: allows --runs below 10; the JSON says quick")
     p.add_argument(
         "--allow-inconsistent", action="store_true",
-        help="exit 0 even when the consistency check flags the run (a model with strictly more FLOPs than another "
-        "on the same backbone came out faster beyond the 95%% intervals); the JSON stays flagged and `fpn-zoo docs` "
-        f"refuses it. Without it such a run exits {INCONSISTENT_EXIT}",
+        help="exit 0 even when the consistency check flags the run (a model that computes all of another and more, "
+        "e.g. panet_r50_coco over fpn_r50_coco, came out faster beyond the 95%% intervals); the JSON stays flagged "
+        f"and `fpn-zoo docs` refuses it. Without it such a run exits {INCONSISTENT_EXIT}",
     )  # fmt: skip
     p.add_argument("--out", type=Path, help="results JSON; the .md goes beside it "
                    "(default: docs/results/bench-{device}-{YYYYMMDDTHHMM}.json)")  # fmt: skip

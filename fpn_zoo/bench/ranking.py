@@ -10,8 +10,9 @@ as the bench does. docs/bench-results.md gives the method in words.
 * ``rank_rows``: rows sorted by median; a row whose interval overlaps its neighbour's shares its rank and is marked
   within noise instead of being ranked above or below it.
 * ``latency_ranking``: ``rank_rows`` over the models of a results file at one size, the order the tables show.
-* ``check_consistency``: a model that does strictly more FLOPs than another on the same backbone must not come out
-  faster beyond the intervals; a violation means the machine was too noisy for the table to be trusted.
+* ``check_consistency``: a model that computes all of another and more (``work_order.contains``: PANet over FPN,
+  ResNet-101 over ResNet-50, ...) must not come out faster beyond the intervals; a violation means the machine was
+  too noisy for the table to be trusted.
 """
 
 from __future__ import annotations
@@ -21,6 +22,8 @@ import statistics
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
+
+from fpn_zoo.bench.work_order import contains
 
 __all__ = [
     "CI_LEVEL",
@@ -214,11 +217,11 @@ def _ci_of(row: dict[str, Any], path: str) -> tuple[float, float, float] | None:
 
 
 def check_consistency(models: Sequence[dict[str, Any]]) -> dict[str, Any]:
-    """Compare every two models on the same backbone where one does strictly more FLOPs than the other.
+    """Compare every model with each model it contains ([`work_order.contains`][fpn_zoo.bench.work_order.contains]).
 
     ``models`` are model entries of a results file. For each size and latency combination measured in one process
-    (rows with ``paired_ratio_ci``), and for the eager and the fast path, the model with more FLOPs at that size must
-    not be faster beyond the intervals: its upper bound below the other's lower bound is a violation.
+    (rows with ``paired_ratio_ci``), and for the eager and the fast path, a model that computes all of another and
+    more must not be faster beyond the intervals: its upper bound below the other's lower bound is a violation.
 
     Returns:
         ``{"ok", "checked", "violations", "rule"}``; ``checked`` counts the comparisons made, and each violation
@@ -227,27 +230,22 @@ def check_consistency(models: Sequence[dict[str, Any]]) -> dict[str, Any]:
     Examples:
         >>> row = lambda r, lo, hi: {"size": "64x64", "batch": 1, "precision": "fp32", "channels_last": False,
         ...     "compiled": False, "paired_ratio": r, "paired_ratio_ci": {"low": lo, "high": hi}}
-        >>> fpn = {"model": "fpn_r50_coco", "backbone": "r50", "gflops": {"64x64": 10.0}, "latency": [row(1, .9, 1.1)]}
-        >>> panet = {"model": "panet_r50_coco", "backbone": "r50", "gflops": {"64x64": 11.0},
-        ...     "latency": [row(.8, .7, .85)]}
+        >>> fpn = {"model": "fpn_r50_coco", "gflops": {"64x64": 10.0}, "latency": [row(1, .9, 1.1)]}
+        >>> panet = {"model": "panet_r50_coco", "gflops": {"64x64": 11.0}, "latency": [row(.8, .7, .85)]}
         >>> check_consistency([fpn, panet])["ok"]
         False
     """
     violations, checked = [], 0
-    usable = [m for m in models if not m.get("error") and m.get("gflops")]
-    for i, a in enumerate(usable):
-        for b in usable[i + 1 :]:
-            if a["backbone"] != b["backbone"]:
+    usable = [m for m in models if not m.get("error")]
+    for heavy in usable:
+        for light in usable:
+            if not contains(heavy["model"], light["model"]):
                 continue
-            rows_b = {_combo(r): r for r in b.get("latency") or []}
-            for row_a in a.get("latency") or []:
-                row_b = rows_b.get(_combo(row_a))
-                size = row_a["size"]
-                flops_a, flops_b = a["gflops"].get(size), b["gflops"].get(size)
-                if row_b is None or flops_a is None or flops_b is None or flops_a == flops_b:
+            rows_light = {_combo(r): r for r in light.get("latency") or []}
+            for row_heavy in heavy.get("latency") or []:
+                row_light = rows_light.get(_combo(row_heavy))
+                if row_light is None:
                     continue
-                heavy, light = (a, b) if flops_a > flops_b else (b, a)
-                row_heavy, row_light = (row_a, row_b) if heavy is a else (row_b, row_a)
                 for path in ("eager", "fast"):
                     ci_heavy, ci_light = _ci_of(row_heavy, path), _ci_of(row_light, path)
                     if ci_heavy is None or ci_light is None:
@@ -259,8 +257,10 @@ def check_consistency(models: Sequence[dict[str, Any]]) -> dict[str, Any]:
         "ok": not violations,
         "checked": checked,
         "violations": violations,
-        "rule": "same backbone, strictly more GFLOPs at the size: the heavier model's upper CI bound of the median "
-        "per-round ratio must not lie below the lighter model's lower bound (eager and fast path each)",
+        "rule": "a model that computes all of another and more (same heads; its neck and backbone each the other's "
+        "or containing it: PANet and AugFPN contain FPN, ResNet-101 contains ResNet-50, ConvNeXt-B contains S "
+        "contains T): its upper CI bound of the median per-round ratio must not lie below the other's lower bound "
+        "(eager and fast path each)",
     }
 
 
@@ -277,14 +277,14 @@ def _violation(
     ci_light: tuple[float, float, float],
 ) -> dict[str, Any]:
     size = row["size"]
+    flops = [entry.get("gflops", {}).get(size) for entry in (heavy, light)]
+    shown = [f" ({f:.1f} GFLOPs)" if f is not None else "" for f in flops]
     return {
         "heavier": heavy["model"], "lighter": light["model"], "path": path, "size": size, "batch": row["batch"],
         "precision": row["precision"], "channels_last": row["channels_last"], "compiled": row["compiled"],
-        "gflops": [heavy["gflops"][size], light["gflops"][size]],
-        "heavier_ci": list(ci_heavy[1:]), "lighter_ci": list(ci_light[1:]),
-        "message": f"{heavy['model']} ({heavy['gflops'][size]:.1f} GFLOPs) ran faster than {light['model']} "
-        f"({light['gflops'][size]:.1f} GFLOPs) at {size}, {path}: ratio CI [{ci_heavy[1]:.3f}, {ci_heavy[2]:.3f}] "
-        f"below [{ci_light[1]:.3f}, {ci_light[2]:.3f}]",
+        "gflops": flops, "heavier_ci": list(ci_heavy[1:]), "lighter_ci": list(ci_light[1:]),
+        "message": f"{heavy['model']}{shown[0]} ran faster than {light['model']}{shown[1]}, which it contains, at "
+        f"{size}, {path}: ratio CI [{ci_heavy[1]:.3f}, {ci_heavy[2]:.3f}] below [{ci_light[1]:.3f}, {ci_light[2]:.3f}]",
     }  # fmt: skip
 
 

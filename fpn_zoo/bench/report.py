@@ -136,12 +136,13 @@ def _consistency_line(results: dict[str, Any]) -> list[str]:
     if not consistency or (not consistency.get("checked") and consistency.get("ok")):
         return []
     if consistency["ok"]:
-        return [f"Consistency check passed: {consistency['checked']} comparisons of models on the same backbone."]
+        n = consistency["checked"]
+        return [f"Consistency check passed: {n} comparison{'s' * (n != 1)} of a model with one it contains."]
     lines = "\n".join(f"- {v['message']}" for v in consistency["violations"])
     return [
-        f"**FLAGGED: {describe_violations(consistency)}.** A model with strictly more FLOPs ran faster beyond the "
-        "intervals: the machine was too noisy to rank these models; rerun on a quiet machine. `fpn-zoo docs` refuses "
-        "this file.",
+        f"**FLAGGED: {describe_violations(consistency)}.** A model that computes all of another and more ran "
+        "faster than it beyond the intervals: the machine was too noisy to rank these models; rerun on a quiet "
+        "machine. `fpn-zoo docs` refuses this file.",
         lines,
     ]
 

@@ -10,20 +10,19 @@ sits (inside the log in mmdetection, outside in torchvision), i.e. except for bo
 
 from __future__ import annotations
 
-import functools
 import math
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
 
 import torch
 from torch import Tensor
-from torchvision.ops import MultiScaleRoIAlign, roi_align
+from torchvision.ops import MultiScaleRoIAlign
 from torchvision.ops.boxes import box_area
+
+from fpn_zoo.heads.threaded_roi_align import roi_align_on_threads, rois_of
 
 _CANONICAL_SCALE = 224  # torchvision LevelMapper defaults (ops/poolers.py)
 _CANONICAL_LEVEL = 4
 _EPS = 1e-6
-_MIN_ROIS_PER_THREAD = 64  # below this a thread's start-up costs more than it saves
 
 
 class PyramidRoIAlign(MultiScaleRoIAlign):
@@ -39,10 +38,10 @@ class PyramidRoIAlign(MultiScaleRoIAlign):
         aligned: Shift box coordinates by -0.5 pixel before sampling (pixel-centre model).
 
     Attributes:
-        cpu_threads: Split each level's RoIs over this many threads on the CPU, where torchvision's ``roi_align``
-            kernel runs on one core (its RoI loop has no ``parallel_for``) and releases the GIL. Every RoI is pooled
-            on its own, so the output is the same bit for bit. 1 (the default) keeps torchvision's single call;
-            ``None`` (what the fast inference path sets) follows ``torch.get_num_threads()``.
+        cpu_threads: Split each level's RoIs over this many threads on the CPU
+            ([`roi_align_on_threads`][fpn_zoo.heads.threaded_roi_align.roi_align_on_threads]); the output is the
+            same bit for bit. 1 (the default) keeps torchvision's single call; ``None`` (what the fast inference
+            path sets) follows ``torch.get_num_threads()``.
 
     Examples:
         >>> from collections import OrderedDict
@@ -63,7 +62,7 @@ class PyramidRoIAlign(MultiScaleRoIAlign):
         features = [x[name] for name in self.featmap_names]
         scales = _level_scales(features, image_shapes)
         levels = _map_levels(boxes, scales)
-        rois = torch.cat([torch.cat([b.new_full((len(b), 1), i), b], dim=1) for i, b in enumerate(boxes)])
+        rois = rois_of(boxes)
         out = features[0].new_zeros((len(rois), features[0].shape[1], *self.output_size))
         for level, (feature, scale) in enumerate(zip(features, scales, strict=True)):
             idx = torch.where(levels == level)[0]
@@ -72,29 +71,9 @@ class PyramidRoIAlign(MultiScaleRoIAlign):
         return out
 
     def _pool(self, feature: Tensor, rois: Tensor, scale: float) -> Tensor:
-        wanted = torch.get_num_threads() if self.cpu_threads is None else self.cpu_threads
-        threads = min(wanted, len(rois) // _MIN_ROIS_PER_THREAD)
-        if threads <= 1 or feature.device.type != "cpu":
-            return roi_align(feature, rois, self.output_size, scale, self.sampling_ratio, self.aligned)
-        # Grad, inference and autocast modes are per thread: the workers get the caller's, and autocast's one rule
-        # for roi_align (pool in float32, return the feature's dtype) is applied here instead.
-        grad, inference, dtype = torch.is_grad_enabled(), torch.is_inference_mode_enabled(), feature.dtype
-        if torch.is_autocast_enabled("cpu"):
-            feature, rois = feature.float(), rois.float()
-        feature = feature.contiguous()  # once, not in every thread's kernel call
-
-        def pool(part: Tensor) -> Tensor:
-            with torch.inference_mode(inference), torch.set_grad_enabled(grad):
-                return roi_align(feature, part, self.output_size, scale, self.sampling_ratio, self.aligned)
-
-        return torch.cat(list(_thread_pool(threads).map(pool, rois.chunk(threads)))).to(dtype)
-
-
-@functools.cache
-def _thread_pool(threads: int) -> ThreadPoolExecutor:
-    """One pool per thread count for the process, shared by every pooler (modules are deep-copied and pickled;
-    a pool inside them could not be)."""
-    return ThreadPoolExecutor(threads, thread_name_prefix="roi_align")
+        return roi_align_on_threads(
+            feature, rois, self.output_size, scale, self.sampling_ratio, self.aligned, threads=self.cpu_threads
+        )
 
 
 def _level_scales(features: Sequence[Tensor], image_shapes: list[tuple[int, int]]) -> list[float]:
