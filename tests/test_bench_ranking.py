@@ -348,3 +348,34 @@ def test_docs_tables_mark_ties_in_a_ranked_run(checkout):
     page = pages[Path("docs/zoo/models/panet_r50_coco.md")]
     assert "- 512x512, eager: rank ≈" in page and "within noise of a neighbour (95% intervals overlap)" in page
     assert "per round 1.010 (95% CI 0.950-1.050)" in page
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# fpn-zoo bench compare: does a repeated run rank the same way?
+
+
+def test_compare_flags_pairs_ordered_oppositely_and_never_ties(tmp_path, capsys):
+    first = _ranked_copy(flagged=False)  # every row apart (intervals of +-0.1%) but fpn/panet r50 tied at 512x512
+    second = copy.deepcopy(first)
+    rows = {e["model"]: next(r for r in e["latency"] if r["size"] == "512x512") for e in second["models"]}
+    rows["panet_r50_coco"].update(paired_ratio=0.5, paired_ratio_ci={**rows["panet_r50_coco"]["paired_ratio_ci"],
+                                                                     "low": 0.49, "high": 0.51})  # fmt: skip
+    paths = [tmp_path / "first.json", tmp_path / "second.json"]
+    for path, data in zip(paths, (first, second), strict=True):
+        path.write_text(json.dumps(data))
+    assert main(["bench", "compare", *map(str, paths)]) == 0  # panet moved ahead of fpn, with which run 1 tied
+    out = capsys.readouterr().out
+    assert "512x512, eager:" in out and ": agree" in out and "contradiction" not in out
+
+    slowest = max(rows, key=lambda name: rows[name]["paired_ratio"])  # now run 2 puts it ahead of panet too
+    rows[slowest].update(paired_ratio=0.4, paired_ratio_ci={**rows[slowest]["paired_ratio_ci"], "low": 0.39,
+                                                            "high": 0.41})  # fmt: skip
+    paths[1].write_text(json.dumps(second))
+    assert main(["bench", "compare", *map(str, paths)]) == 3
+    out = capsys.readouterr().out
+    assert "512x512, eager:" in out and "contradiction(s)" in out
+    assert f"  fpn_r50_coco before {slowest} in the first run" in out  # a pair run 1 ordered, run 2 reversed
+
+    paths[1].write_text("{}")
+    assert main(["bench", "compare", *map(str, paths)]) == 2
+    assert "fpn-zoo: error:" in capsys.readouterr().err

@@ -44,6 +44,8 @@ MEASUREMENTS = {
                             "and after"),
     "fast-check": Measurement("fpn_zoo.bench.fast_check", "does the fast inference path keep a trained model's "
                               "COCO AP? AP and per-box differences against the plain path"),
+    "compare": Measurement("fpn_zoo.bench.compare", "do two runs (e.g. a repeated one) rank the models in the same "
+                           "order, apart from ties? exit 3 on a contradicted pair"),
 }  # fmt: skip
 
 

@@ -36,12 +36,12 @@ import subprocess
 import sys
 import tempfile
 import threading
-import time
 from pathlib import Path
 from typing import Any
 
 from fpn_zoo.bench.load_child import MODEL
 from fpn_zoo.bench.machine import REPO_ROOT
+from fpn_zoo.bench.stage_log import ChildError, StageLog
 
 __all__ = ["SCHEMA_VERSION", "main", "parse_args", "run"]
 
@@ -53,15 +53,7 @@ DESCRIPTION = (
     "fasterrcnn_resnet50_fpn + load_state_dict(torch.load(PTH)) of the same checkpoint, warm and cold, one fresh "
     "process per measurement, interleaved. Writes JSON and a markdown table; prints PASS/MISS per target and exits 0."
 )
-_START = time.perf_counter()
-
-
-def log(message: str) -> None:
-    print(f"[bench load +{time.perf_counter() - _START:6.1f}s] {message}", file=sys.stderr, flush=True)
-
-
-class ChildError(RuntimeError):
-    """A measuring subprocess failed; the message ends with its stderr."""
+log = StageLog("bench load")
 
 
 def run_child(mode: str, env: dict[str, str], args: argparse.Namespace, *extra: str) -> dict[str, Any]:
@@ -322,7 +314,7 @@ def run(args: argparse.Namespace) -> int:
     results["targets"] = TARGETS
     results["verdict"] = verdict(r)
     results["machine"]["load_average_at_end"] = list(os.getloadavg()) if hasattr(os, "getloadavg") else None
-    results["total_wall_s"] = time.perf_counter() - _START
+    results["total_wall_s"] = log.elapsed_s
     text = report(results)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(results, indent=1) + "\n")

@@ -2,8 +2,8 @@
 
 The parent measures nothing itself. It starts ``python -m fpn_zoo.bench.child`` for the reference detector's FLOPs,
 then once per model (FLOPs, memory, load), once per input size for the latency of all the models together, and once
-per neck; it records a failed job as an ``error`` and goes on, checks that the latency ranking agrees with the FLOPs
-(``ranking.check_consistency``), and writes the results JSON (schema 2, docs/bench-results.md) and the markdown
+per neck; it records a failed job as an ``error`` and goes on, checks that no model came out faster than one it
+contains (``ranking.check_consistency``), and writes the results JSON (schema 2, docs/bench-results.md) and the markdown
 table beside it.
 """
 

@@ -43,6 +43,7 @@ from pathlib import Path
 from typing import Any
 
 from fpn_zoo.bench.machine import REPO_ROOT
+from fpn_zoo.bench.stage_log import ChildError, StageLog
 
 __all__ = ["SCHEMA_VERSION", "main", "parse_args", "run"]
 
@@ -55,15 +56,7 @@ DESCRIPTION = (
 )
 BCCD = REPO_ROOT.parent / "shared" / "data" / "bccd"
 SIDES = ("ours", "torchvision", "ddp")
-_START = time.perf_counter()
-
-
-def log(message: str) -> None:
-    print(f"[bench train +{time.perf_counter() - _START:6.1f}s] {message}", file=sys.stderr, flush=True)
-
-
-class ChildError(RuntimeError):
-    """A measuring subprocess failed; the message ends with its stderr."""
+log = StageLog("bench train")
 
 
 def _free_port() -> int:
@@ -248,7 +241,7 @@ def measure(args: argparse.Namespace, out: Path, now: datetime.datetime) -> dict
     finally:
         shutil.rmtree(work, ignore_errors=True)
     results["machine"]["load_average_at_end"] = list(os.getloadavg())
-    results["total_wall_s"] = time.perf_counter() - _START
+    results["total_wall_s"] = log.elapsed_s
     return results
 
 

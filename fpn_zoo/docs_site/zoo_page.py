@@ -69,7 +69,7 @@ def _text_cell(text: str, sort: str | None = None) -> str:
     return f"<td{sort_attr}>{text}</td>"
 
 
-def _row_html(row: ZooRow, gpu_columns: list[str], not_measured: Callable[[str, str], str]) -> str:
+def _row_html(row: ZooRow, gpu_columns: list[str], fast: bool, not_measured: Callable[[str, str], str]) -> str:
     name = row.config.name
     page = f"models/{name}/"
 
@@ -92,6 +92,15 @@ def _row_html(row: ZooRow, gpu_columns: list[str], not_measured: Callable[[str, 
             _figure_cell(row.latency.get(s), measured("latency"), row.latency_ratio.get(s), row.latency_rank.get(s))
             for s in TABLE_SIZES
         ),
+        *(
+            _figure_cell(
+                row.fast_latency.get(s),
+                measured("fast-path latency"),
+                row.fast_latency_ratio.get(s),
+                row.fast_latency_rank.get(s),
+            )
+            for s in (TABLE_SIZES if fast else ())
+        ),
         _figure_cell(row.memory, measured("memory")),
         *(_figure_cell(row.gpu.get(column), measured("GPU figures")) for column in gpu_columns),
         _figure_cell(row.bccd_ap, "not in the BCCD fine-tuning run"),
@@ -110,6 +119,7 @@ def render_zoo_table(rows: list[ZooRow], sources: SiteSources) -> tuple[str, lis
     bench = sources.bench.source if sources.bench else None
     gpu_columns = list(rows[0].gpu) if rows and rows[0].gpu else []
     gpu_source = sources.bench_gpu.source if sources.bench_gpu else None
+    fast = any(row.fast_latency for row in rows)  # runs before the fast path have no such column
 
     def not_measured(what: str, name: str) -> str:
         if bench is None:
@@ -129,11 +139,12 @@ def render_zoo_table(rows: list[ZooRow], sources: SiteSources) -> tuple[str, lis
         columns.header("Params (M)", columns.mark(bench), True),
         columns.header(f"GFLOPs {FLOPS_SIZE}", columns.mark(bench), True),
         *(columns.header(f"CPU ms {size}", columns.mark(bench), True) for size in TABLE_SIZES),
+        *(columns.header(f"CPU fast ms {size}", columns.mark(bench), True) for size in (TABLE_SIZES if fast else ())),
         columns.header(f"CPU peak MiB {FLOPS_SIZE}", columns.mark(bench), True),
         *(columns.header(f"{c} {FLOPS_SIZE}", columns.mark(gpu_source), True) for c in gpu_columns),
         columns.header("BCCD AP (AP50)", columns.mark(bccd), True),
     ]
-    body = "\n".join(_row_html(row, gpu_columns, not_measured) for row in rows)
+    body = "\n".join(_row_html(row, gpu_columns, fast, not_measured) for row in rows)
     table = f'<table id="{TABLE_ID}">\n<thead><tr>{"".join(headers)}</tr></thead>\n<tbody>\n{body}\n</tbody>\n</table>'
     return table, columns.sources
 
@@ -176,6 +187,17 @@ def _plot_sources(sources: SiteSources) -> str:
     return "Sources: " + "; ".join(f"`{s.label}` ({s.date})" for s in used) + "."
 
 
+def _fast_note(rows: list[ZooRow]) -> str:
+    if not any(row.fast_latency for row in rows):
+        return ""
+    return (
+        " The CPU fast columns time each model's fast inference path (`create_model(name, fast=True)`, what "
+        "`fpn-zoo predict` and `fpn-zoo eval` run: BatchNorm folded into the convolutions, channels-last ResNets, "
+        "inference mode, an NMS that stops once its 100 detections are decided, RoIAlign on every core) in the same "
+        "rounds; their ratio is to the reference's eager path, and their ranks rank the fast paths among themselves."
+    )
+
+
 def _rank_note(rows: list[ZooRow]) -> str:
     if not any(row.latency_rank for row in rows):
         return ""
@@ -194,6 +216,7 @@ def render_zoo_page(rows: list[ZooRow], sources: SiteSources, header: str) -> st
         f"CPU latency is the median of the timed runs at batch 1 in fp32; the small figure beside it is the ratio "
         f"to {REFERENCE_NAME}, measured interleaved with each model in the same run (below 1: faster)."
         + _rank_note(rows)
+        + _fast_note(rows)
         if bench
         else "No benchmark results are committed yet: run `fpn-zoo bench` and then `fpn-zoo docs`."
     )

@@ -35,6 +35,10 @@ class ZooRow:
         latency_rank: Per input size, the model's place in the run's latency ranking (median per-round ratio to the
             reference, ties within the 95% intervals marked); empty for runs that timed each model in its own
             process, which cannot be ranked against each other.
+        fast_latency: Per input size, the fast inference path's CPU latency (``create_model(..., fast=True)``),
+            timed in the same rounds; empty when the run did not time it.
+        fast_latency_ratio: The same, divided by the reference's eager latency.
+        fast_latency_rank: The fast paths' own ranking, as ``latency_rank``.
         gpu: GPU figures by column name, when a CUDA run exists.
         coco_ap: COCO box AP of the default weights, from the manifest.
         bccd_ap: Box AP (and AP50 in the text) on BCCD val after the fine-tuning run.
@@ -50,6 +54,9 @@ class ZooRow:
     memory: Figure | None
     gpu: dict[str, Figure | None] = field(default_factory=dict)
     latency_rank: dict[str, RankedRow] = field(default_factory=dict)
+    fast_latency: dict[str, Figure | None] = field(default_factory=dict)
+    fast_latency_ratio: dict[str, float | None] = field(default_factory=dict)
+    fast_latency_rank: dict[str, RankedRow] = field(default_factory=dict)
     coco_ap: Figure | None = None
     bccd_ap: Figure | None = None
     weights: WeightsEntry | None = None
@@ -73,26 +80,37 @@ def latency_row(
     return None
 
 
+# The keys of a latency row that hold each path's figures (docs/bench-results.md).
+_PATH_KEYS = {
+    "eager": ("ours", "ratio", "paired_ratio"),
+    "fast": ("fast", "fast_ratio", "fast_paired_ratio"),
+}
+
+
 def _latency_figure(
-    run: ResultsFile, model_row: dict[str, Any], size: str, **setting: Any
+    run: ResultsFile, model_row: dict[str, Any], size: str, *, path: str = "eager", **setting: Any
 ) -> tuple[Figure, Any] | None:
     row = latency_row(model_row, size, **setting)
-    if row is None:
+    stats_key, ratio_key, paired_key = _PATH_KEYS[path]
+    if row is None or row.get(stats_key) is None:
         return None
-    ours, ratio = row["ours"], row.get("ratio")
+    ours, ratio = row[stats_key], row.get(ratio_key)
     batch = setting.get("batch", 1)
+    what = "fast path (create_model(..., fast=True)), " if path == "fast" else ""
     detail = (
-        f"{row['precision']}, batch {batch}, {size}: median {ours['median_ms']:.1f} ms of {ours['n']} runs "
+        f"{what}{row['precision']}, batch {batch}, {size}: median {ours['median_ms']:.1f} ms of {ours['n']} runs "
         f"(min {ours['min_ms']:.1f}, IQR {ours['iqr_ms']:.1f})"
     )
     if ratio is not None:
-        detail += f"; {ratio:.3f}x {REFERENCE_NAME} measured interleaved in the same run"
-    ci = row.get("paired_ratio_ci")
+        detail += f"; {ratio:.3f}x {REFERENCE_NAME} (eager) measured interleaved in the same run"
+    ci = row.get(f"{paired_key}_ci")
     if ci is not None:
         detail += (
-            f"; median per-round ratio {row['paired_ratio']:.3f} (95% CI {ci['low']:.3f}-{ci['high']:.3f}), every "
+            f"; median per-round ratio {row[paired_key]:.3f} (95% CI {ci['low']:.3f}-{ci['high']:.3f}), every "
             "model of the run timed in one process in shuffled rounds"
         )
+    if path == "fast" and row.get("fast_vs_eager_paired_ratio") is not None:
+        detail += f"; {row['fast_vs_eager_paired_ratio']:.3f}x this model's eager path per round"
     return Figure(ours["median_ms"], f"{ours['median_ms']:.0f}", run.source, detail), ratio
 
 
@@ -101,12 +119,13 @@ def _bench_figures(sources: SiteSources, name: str) -> dict[str, Any]:
     row = run.model(name) if run else None
     if run is None or row is None:
         return {"params": None, "gflops": None, "latency": {}, "latency_ratio": {}, "memory": None}
-    ranks = {size: latency_ranking(run.data["models"], size).get(name) for size in TABLE_SIZES}
-    latency: dict[str, Figure | None] = {}
-    ratios: dict[str, float | None] = {}
-    for size in TABLE_SIZES:
-        found = _latency_figure(run, row, size)
-        latency[size], ratios[size] = found if found else (None, None)
+    figures: dict[str, Any] = {}
+    for path, prefix in (("eager", ""), ("fast", "fast_")):
+        ranks = {size: latency_ranking(run.data["models"], size, fast=path == "fast").get(name) for size in TABLE_SIZES}
+        found = {size: _latency_figure(run, row, size, path=path) for size in TABLE_SIZES}
+        figures[f"{prefix}latency"] = {size: f[0] for size, f in found.items() if f}
+        figures[f"{prefix}latency_ratio"] = {size: f[1] for size, f in found.items() if f}
+        figures[f"{prefix}latency_rank"] = {size: rank for size, rank in ranks.items() if rank is not None}
     gflops = (row.get("gflops") or {}).get(FLOPS_SIZE)
     memory = row.get("memory")
     params = row.get("params")
@@ -117,9 +136,7 @@ def _bench_figures(sources: SiteSources, name: str) -> dict[str, Any]:
         "gflops": None
         if gflops is None
         else Figure(gflops, f"{gflops:.0f}", run.source, f"GFLOPs of one forward at {FLOPS_SIZE}"),
-        "latency": latency,
-        "latency_ratio": ratios,
-        "latency_rank": {size: rank for size, rank in ranks.items() if rank is not None},
+        **figures,
         "memory": None
         if not memory
         else Figure(
