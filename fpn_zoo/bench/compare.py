@@ -1,8 +1,8 @@
 """Do two benchmark runs rank the models the same way? ``fpn-zoo bench compare RUN_A.json RUN_B.json``.
 
 A ranking is only worth publishing if a repeated run reproduces it. Two models are *ordered* by a run when their
-ranks differ there (neither is within noise of the other: different tied groups); a *contradiction* is a pair that
-both runs order, in opposite orders. Ties are never contradictions: a tie says the run could not tell the two apart.
+95% intervals do not overlap there (one is measurably faster); a *contradiction* is a pair that both runs order, in
+opposite orders. Ties are never contradictions: a tie says the run could not tell the two apart.
 Only models and sizes both runs ranked are compared (rows timed in one shared process, with intervals), for the
 eager and the fast path each.
 
@@ -70,8 +70,7 @@ def contradictions(first: dict[str, RankedRow], second: dict[str, RankedRow]) ->
     """The pairs of models both rankings order, in opposite orders (ties never count)."""
     found = []
     for a, b in itertools.combinations(sorted(set(first) & set(second)), 2):
-        in_first = first[a].rank - first[b].rank
-        in_second = second[a].rank - second[b].rank
+        in_first, in_second = _order(first[a], first[b]), _order(second[a], second[b])
         if in_first * in_second < 0:
             pair = (a, b) if in_first < 0 else (b, a)
             found.append(
@@ -84,12 +83,15 @@ def contradictions(first: dict[str, RankedRow], second: dict[str, RankedRow]) ->
     return found
 
 
+def _order(a: RankedRow, b: RankedRow) -> int:
+    """-1 when ``a`` is measurably faster than ``b`` (its interval wholly below), 1 when slower, 0 within noise."""
+    return -1 if a.high < b.low else 1 if b.high < a.low else 0
+
+
 def _ordered_pairs(first: dict[str, RankedRow], second: dict[str, RankedRow]) -> int:
     common = sorted(set(first) & set(second))
     return sum(
-        1
-        for a, b in itertools.combinations(common, 2)
-        if first[a].rank != first[b].rank and second[a].rank != second[b].rank
+        1 for a, b in itertools.combinations(common, 2) if _order(first[a], first[b]) and _order(second[a], second[b])
     )
 
 

@@ -132,7 +132,7 @@ class RankedRow:
         median: Its sort key (the median per-round ratio to the reference).
         low: Lower end of its confidence interval.
         high: Upper end.
-        rank: 1 for the fastest; rows within noise of each other share the rank of the first of them.
+        rank: 1 plus the number of rows measurably faster (their whole interval below this row's).
         within_noise: Its interval overlaps a neighbour's in the sorted order, so its place is not measured.
     """
 
@@ -155,26 +155,28 @@ class RankedRow:
 
 
 def rank_rows(rows: Iterable[tuple[str, float, float, float]]) -> list[RankedRow]:
-    """Sort ``(key, median, low, high)`` rows by median and rank them, ties (overlapping intervals) marked.
+    """Sort ``(key, median, low, high)`` rows by median and rank them, rows within noise marked.
 
-    A row whose interval overlaps the previous row's gets the previous row's rank (a chain of overlaps is one tied
-    group); both are marked within noise. Ranks are competition ranks: after a tie of two at 1, the next is 3.
+    A row's rank is 1 plus the number of rows measurably faster than it: rows whose whole interval lies below its
+    own. Rows whose intervals overlap are not told apart, so they can share a rank, and a row whose interval
+    overlaps a neighbour's in the sorted order is marked within noise. A long run of overlapping neighbours thus
+    still ranks its ends apart when their own intervals are clear of each other.
 
     Examples:
         >>> [r.rank_text for r in rank_rows([("b", 1.0, 0.95, 1.05), ("a", 0.9, 0.85, 0.96), ("c", 1.3, 1.2, 1.4)])]
         ['≈1', '≈1', '3']
+        >>> [r.rank_text for r in rank_rows([("a", 1.0, 0.9, 1.1), ("b", 1.1, 1.05, 1.2), ("c", 1.2, 1.15, 1.3)])]
+        ['≈1', '≈1', '≈2']
     """
     ordered = sorted(rows, key=lambda r: (r[1], r[0]))
     tied = [False] * len(ordered)
     for i in range(1, len(ordered)):
         if overlaps(ordered[i - 1][2:4], ordered[i][2:4]):
             tied[i - 1] = tied[i] = True
-    ranked: list[RankedRow] = []
-    for i, (key, median, low, high) in enumerate(ordered):
-        joins_previous = i > 0 and overlaps(ordered[i - 1][2:4], (low, high))
-        rank = ranked[-1].rank if joins_previous else i + 1
-        ranked.append(RankedRow(key, median, low, high, rank, tied[i]))
-    return ranked
+    return [
+        RankedRow(key, median, low, high, 1 + sum(other[3] < low for other in ordered), tied[i])
+        for i, (key, median, low, high) in enumerate(ordered)
+    ]
 
 
 def _baseline_row(entry: dict[str, Any], size: str) -> dict[str, Any] | None:

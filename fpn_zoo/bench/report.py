@@ -126,7 +126,8 @@ def _ranking_tables(results: dict[str, Any]) -> list[str]:
         parts.append(
             "Ratio = median over rounds of model_i / reference_i, the reference timed in the same round; the interval "
             f"is the distribution-free 95% CI of that median (order statistics). {NOISE_MARK}: the row's interval "
-            f"overlaps a neighbour's, so their order is within noise and they share a rank.{short}"
+            f"overlaps a neighbour's, so their order is within noise. Rank = 1 + the models measurably faster (their "
+            f"whole interval below the row's).{short}"
         )
     return parts
 

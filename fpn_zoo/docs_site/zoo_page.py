@@ -203,7 +203,8 @@ def _rank_note(rows: list[ZooRow]) -> str:
         return ""
     return (
         " Every model of that run was timed in one process per size, in shuffled rounds with the reference; the "
-        "latency columns sort by the median per-round ratio, and #N is the model's rank. \u2248 marks a rank within "
+        "latency columns sort by the median per-round ratio, and #N is the model's rank: 1 + the models measurably "
+        "faster (their whole 95% interval below its own). \u2248 marks a rank within "
         "noise: the model's 95% interval overlaps its neighbour's, so their order is not measured."
     )
 
