@@ -168,6 +168,10 @@ def test_consistency_compares_by_containment_not_by_flops():
     assert contains("augfpn_convnext_b_coco", "fpn_convnext_t_coco")
     assert not contains("fpn_convnext_t_coco", "fpn_convnext_b_coco") and not contains("fpn_r50_coco", "fpn_r50_coco")
     assert not contains("fpn_r50_v2_coco", "fpn_r50_coco")  # other heads: neither contains the other
+    fpn_r101 = _entry("fpn_r101_coco", 0.0, _row("64x64", 0.70, 0.65, 0.75))
+    fpn_r101["gflops"] = None  # a run whose FLOP count failed still checks the latency, and says so without GFLOPs
+    (violation,) = check_consistency([fpn, fpn_r101])["violations"]
+    assert violation["gflops"] == [None, 394.0] and violation["message"].startswith("fpn_r101_coco ran faster than")
     assert not contains("fpn_r50_coco", "no_such_model") and not contains("bifpn_r101_coco", "fpn_r50_coco")
 
 

@@ -279,7 +279,7 @@ def _violation(
     ci_light: tuple[float, float, float],
 ) -> dict[str, Any]:
     size = row["size"]
-    flops = [entry.get("gflops", {}).get(size) for entry in (heavy, light)]
+    flops = [(entry.get("gflops") or {}).get(size) for entry in (heavy, light)]
     shown = [f" ({f:.1f} GFLOPs)" if f is not None else "" for f in flops]
     return {
         "heavier": heavy["model"], "lighter": light["model"], "path": path, "size": size, "batch": row["batch"],
