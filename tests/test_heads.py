@@ -56,12 +56,15 @@ def test_default_pooler_is_torchvisions_multiscale_roi_align_bit_for_bit():
     assert aligned.shape == theirs.shape and not torch.allclose(aligned, theirs)
 
 
-@pytest.mark.parametrize("mode", ["no_grad", "inference", "channels_last", "bf16_autocast"])
-@pytest.mark.parametrize(
+POOLERS = pytest.mark.parametrize(
     "make_pooler",
     [lambda: PyramidRoIAlign(["0", "1", "2", "3"], 7, 2), lambda: _seeded(SoftRoISelection, 8)],
     ids=["one_level_per_roi", "augfpn_every_level"],
 )
+
+
+@pytest.mark.parametrize("mode", ["no_grad", "inference", "channels_last", "bf16_autocast"])
+@POOLERS
 def test_threaded_pooling_is_the_single_call_bit_for_bit(mode, make_pooler):
     """The RoIs split over threads pool exactly as in one call, in every mode the threads must inherit."""
     feats = _pyramid()
@@ -82,6 +85,20 @@ def test_threaded_pooling_is_the_single_call_bit_for_bit(mode, make_pooler):
         expected, got = single(feats, boxes, shapes), threaded(feats, boxes, shapes)
     assert got.dtype == expected.dtype and torch.equal(got, expected)
     assert got.is_inference() == (mode == "inference")
+
+
+@POOLERS
+def test_threaded_pooling_survives_torch_compile(make_pooler):
+    """Compiling a fast model reaches the thread pool, which dynamo cannot trace: it must step around it and pool
+    on the threads, not fail (it did, with an internal KeyError, until the pool was kept out of the graph)."""
+    feats = _pyramid()
+    shapes = [(224, 320), (200, 300)]
+    boxes = [_boxes(600, shapes[0], 1), _boxes(300, shapes[1], 2)]
+    single, threaded = make_pooler(), make_pooler()
+    threaded.cpu_threads = 3
+    compiled = torch.compile(threaded, backend="eager")  # dynamo's tracing without inductor's code generation
+    with torch.inference_mode():
+        assert torch.equal(compiled(feats, boxes, shapes), single(feats, boxes, shapes))
 
 
 def test_default_anchors_are_torchvisions_and_exact_fixed_ones_differ_where_documented():

@@ -67,6 +67,21 @@ def roi_align_on_threads(
     threads = min(wanted, len(rois) // MIN_ROIS_PER_THREAD)
     if threads <= 1 or feature.device.type != "cpu":
         return roi_align(feature, rois, output_size, scale, sampling_ratio, aligned)
+    return _pool_on_threads(feature, rois, output_size, scale, sampling_ratio, aligned, threads)
+
+
+# torch.compile cannot trace a thread pool (dynamo fails inside ``ThreadPoolExecutor.map`` with an internal
+# KeyError, torch 2.14): a compiled fast model breaks its graph here and pools eagerly, on the threads.
+@torch.compiler.disable
+def _pool_on_threads(
+    feature: Tensor,
+    rois: Tensor,
+    output_size: tuple[int, int],
+    scale: float,
+    sampling_ratio: int,
+    aligned: bool,
+    threads: int,
+) -> Tensor:
     # Grad, inference and autocast modes are per thread: the workers get the caller's, and autocast's one rule for
     # roi_align (pool in float32, return the feature's dtype) is applied here instead.
     grad, inference, dtype = torch.is_grad_enabled(), torch.is_inference_mode_enabled(), feature.dtype
