@@ -143,7 +143,9 @@ def test_a_model_the_benchmark_did_not_cover_is_shown_as_not_measured(checkout: 
     bench = load_sources(checkout).bench
     if bench is None:
         pytest.skip("no benchmark results are committed")
-    _edit_json(bench.path, lambda d: d.update(models=[m for m in d["models"] if m["model"] != "fpn_r50_coco"]))
+    for path in sorted((checkout / "docs/results").glob("bench-cpu-*.json")):  # every run the docs could fall back to
+        if json.loads(path.read_text()).get("schema_version") == 2:
+            _edit_json(path, lambda d: d.update(models=[m for m in d["models"] if m["model"] != "fpn_r50_coco"]))
     pages = render_pages(load_sources(checkout)).pages
     uncovered = [name for name in list_models() if load_sources(checkout).bench.model(name) is None]
     assert "fpn_r50_coco" in uncovered
